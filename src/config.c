@@ -1,0 +1,750 @@
+/*
+ * config.c — the gateway's top-level configuration schema.
+ *
+ * The YAML document is loaded by conf.c and stays alive while the sections
+ * below are parsed, so every parser reads its part with the conf_*
+ * accessors and records errors in the one list the document owns.  Nothing
+ * stops at the first error: each section parses what it can, defaults what
+ * is missing, and conf_print_errors() lists every mistake in file order.
+ * Strings that outlive the document are copied into struct config.
+ *
+ * Adding a section
+ * ----------------
+ * A top-level key is one entry in config_sections[]:
+ *
+ *     { "overload", false, admit_config_parse, admit_config_free },
+ *
+ * with
+ *
+ *     int  admit_config_parse(struct conf_doc *doc, const struct conf_node *node,
+ *                             struct config *cfg);
+ *     void admit_config_free(struct config *cfg);   (or NULL)
+ *
+ * and the section's fields added to struct config.  The contract:
+ *   - parse is called exactly once per load, in table order, with node NULL
+ *     when the key is absent: it sets its defaults first, then overrides
+ *     them from node.  A section may read what earlier entries filled in
+ *     (routes come after upstreams to look names up).
+ *   - it records errors with conf_error*() and the typed accessors and
+ *     keeps going; its return value (RP_OK/RP_ERR) is informational, the
+ *     document's error count decides the load.
+ *   - it calls conf_check_keys() on its own map; config.c rejects unknown
+ *     top-level keys from the table itself, so the entry is all it takes
+ *     for the key to be accepted.
+ *   - `required` makes config.c report "missing required key" (parse is
+ *     still called, with NULL).
+ *   - free releases what parse allocated; it runs for every load, also a
+ *     failed one, on a struct that parse may have filled only partly (and
+ *     that is zeroed before parsing).
+ * Keys inside an upstream (health_check, outlier, retry, canary, ...) work
+ * the same way through upstream_keys[], with a struct config_upstream
+ * instead of struct config.  Checks across sections go in validate().
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define CONFIG_NAME_MAX 64     /* upstream names: metric labels and logs */
+#define CONFIG_PREFIX_MAX 1024 /* route prefixes */
+#define SEC(x) ((uint64_t)(x)*1000000ull)
+#define MSEC(x) ((uint64_t)(x)*1000ull)
+
+/* ---- section tables ----------------------------------------------------- */
+
+struct config_section {
+    const char *key;
+    bool required;
+    int (*parse)(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+    void (*free)(struct config *cfg);
+};
+
+struct config_upstream_key {
+    const char *key;
+    bool required;
+    int (*parse)(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+    void (*free)(struct config_upstream *up);
+};
+
+static int parse_listen(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+static int parse_upstreams(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+static void free_upstreams(struct config *cfg);
+static int parse_routes(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+static void free_routes(struct config *cfg);
+static int parse_admin(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+static void free_admin(struct config *cfg);
+static int parse_limits(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+static int parse_timeouts(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+static int parse_log(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+static void free_log(struct config *cfg);
+
+static const struct config_section config_sections[] = {
+    {"listen", true, parse_listen, NULL},         {"upstreams", true, parse_upstreams, free_upstreams},
+    {"routes", false, parse_routes, free_routes}, /* after upstreams: looks names up */
+    {"admin", false, parse_admin, free_admin},    {"limits", false, parse_limits, NULL},
+    {"timeouts", false, parse_timeouts, NULL},    {"log", false, parse_log, free_log},
+};
+
+static int up_servers(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_balance(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_connect_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_first_byte_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_idle_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_pool(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+
+static const struct config_upstream_key upstream_keys[] = {
+    {"servers", true, up_servers, NULL},
+    {"balance", false, up_balance, NULL},
+    {"connect_timeout", false, up_connect_timeout, NULL},
+    {"first_byte_timeout", false, up_first_byte_timeout, NULL},
+    {"idle_timeout", false, up_idle_timeout, NULL},
+    {"pool", false, up_pool, NULL},
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* Default, then the configured value when present and valid. */
+static int get_duration(struct conf_doc *doc, const struct conf_node *node, uint64_t def, uint64_t min, uint64_t max,
+                        uint64_t *out)
+{
+    *out = def;
+    return conf_duration_range(doc, node, min, max, out);
+}
+
+static int get_size(struct conf_doc *doc, const struct conf_node *node, uint64_t def, uint64_t min, uint64_t max,
+                    size_t *out)
+{
+    uint64_t v = def;
+    int rc = conf_size_range(doc, node, min, max, &v);
+    *out = (size_t)v;
+    return rc;
+}
+
+static int get_uint(struct conf_doc *doc, const struct conf_node *node, uint64_t def, uint64_t min, uint64_t max,
+                    size_t *out)
+{
+    uint64_t v = def;
+    int rc = conf_uint(doc, node, min, max, &v);
+    *out = (size_t)v;
+    return rc;
+}
+
+/* A section that must be a map when present; checks its keys too. */
+static int section_map(struct conf_doc *doc, const struct conf_node *node, const char *const *keys)
+{
+    if (conf_expect_map(doc, node) != RP_OK)
+        return RP_ERR;
+    return conf_check_keys(doc, node, keys) ? RP_ERR : RP_OK;
+}
+
+static bool addr_equal(const struct config_addr *a, const struct config_addr *b)
+{
+    if (a->ss.ss_family != b->ss.ss_family)
+        return false;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)&a->ss, *y = (const struct sockaddr_in *)&b->ss;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&a->ss, *y = (const struct sockaddr_in6 *)&b->ss;
+        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* Resolve node into a, keeping the text as written (shortened to fit:
+ * it is only a label). */
+static int parse_addr(struct conf_doc *doc, const struct conf_node *node, struct config_addr *a)
+{
+    if (conf_addr(doc, node, &a->ss, &a->len) != RP_OK)
+        return RP_ERR;
+    snprintf(a->text, sizeof a->text, "%s", node->value);
+    return RP_OK;
+}
+
+/* A list of addresses, or a single one written as a plain value. */
+static int parse_addr_list(struct conf_doc *doc, const struct conf_node *node, const char *what,
+                           struct config_addr *out, size_t max, size_t *num)
+{
+    const struct conf_node *items = node;
+    int rc = RP_OK;
+    if (node->kind == CONF_MAP) {
+        conf_error(doc, node, "expected an address or a list of addresses, got a map");
+        return RP_ERR;
+    }
+    if (node->kind == CONF_SEQ) {
+        items = node->child;
+        if (!items) {
+            conf_error(doc, node, "at least one %s address is required", what);
+            return RP_ERR;
+        }
+    }
+    for (const struct conf_node *it = items; it; it = node->kind == CONF_SEQ ? it->next : NULL) {
+        struct config_addr a;
+        bool dup = false;
+        if (*num == max) {
+            conf_error(doc, it, "too many %s addresses (max %zu)", what, max);
+            return RP_ERR;
+        }
+        memset(&a, 0, sizeof a);
+        if (parse_addr(doc, it, &a) != RP_OK) {
+            rc = RP_ERR;
+            continue;
+        }
+        for (size_t i = 0; i < *num && !dup; i++)
+            dup = addr_equal(&out[i], &a);
+        if (dup) {
+            char shown[CONF_SHOW_CAP];
+            conf_error(doc, it, "duplicate %s address \"%s\"", what, conf_show(a.text, shown, sizeof shown));
+            rc = RP_ERR;
+            continue;
+        }
+        out[(*num)++] = a;
+    }
+    return rc;
+}
+
+/* ---- listen ------------------------------------------------------------- */
+
+static int parse_listen(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    if (!node)
+        return RP_OK; /* required: reported by the driver */
+    return parse_addr_list(doc, node, "listen", cfg->listen, CONFIG_MAX_LISTEN, &cfg->num_listen);
+}
+
+/* ---- upstreams ---------------------------------------------------------- */
+
+static int parse_server(struct conf_doc *doc, const struct conf_node *node, struct config_server *srv)
+{
+    static const char *const keys[] = {"address", "weight", "group", NULL};
+    static const char *const groups[] = {"stable", "canary", NULL};
+    uint64_t weight = 1;
+    int rc = RP_OK;
+
+    srv->weight = 1;
+    srv->group = 0;
+    if (node->kind == CONF_SCALAR)
+        return parse_addr(doc, node, &srv->addr);
+    if (node->kind != CONF_MAP) {
+        conf_error(doc, node, "expected a server (\"host:port\" or a map with address, weight, group), got a sequence");
+        return RP_ERR;
+    }
+    if (conf_check_keys(doc, node, keys))
+        rc = RP_ERR;
+    const struct conf_node *addr = conf_require(doc, node, "address");
+    if (!addr || parse_addr(doc, addr, &srv->addr) != RP_OK)
+        rc = RP_ERR;
+    if (conf_uint(doc, conf_get(node, "weight"), 1, 1000, &weight) != RP_OK)
+        rc = RP_ERR;
+    srv->weight = (unsigned)weight;
+    if (conf_enum(doc, conf_get(node, "group"), groups, &srv->group) != RP_OK)
+        rc = RP_ERR;
+    return rc;
+}
+
+static int up_servers(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    const struct conf_node *items = node;
+    const struct conf_node *first_at[CONFIG_MAX_SERVERS];
+    bool stable = false;
+    int rc = RP_OK;
+
+    if (!node)
+        return RP_OK; /* required: reported by the driver */
+    if (node->kind == CONF_SEQ) {
+        items = node->child;
+        if (!items) {
+            conf_error(doc, node, "at least one server is required");
+            return RP_ERR;
+        }
+    } else if (node->kind == CONF_MAP) {
+        conf_error(doc, node, "expected a list of servers, got a map");
+        return RP_ERR;
+    }
+    for (const struct conf_node *it = items; it; it = node->kind == CONF_SEQ ? it->next : NULL) {
+        struct config_server srv;
+        size_t dup = SIZE_MAX;
+        if (up->num_servers == CONFIG_MAX_SERVERS) {
+            conf_error(doc, it, "too many servers (max %d)", CONFIG_MAX_SERVERS);
+            return RP_ERR;
+        }
+        memset(&srv, 0, sizeof srv);
+        if (parse_server(doc, it, &srv) != RP_OK) {
+            rc = RP_ERR;
+            continue;
+        }
+        for (size_t i = 0; i < up->num_servers && dup == SIZE_MAX; i++)
+            if (addr_equal(&up->servers[i].addr, &srv.addr))
+                dup = i;
+        if (dup != SIZE_MAX) {
+            char shown[CONF_SHOW_CAP];
+            conf_error(doc, it, "duplicate server \"%s\" (also at line %d)",
+                       conf_show(srv.addr.text, shown, sizeof shown), first_at[dup]->line);
+            rc = RP_ERR;
+            continue;
+        }
+        first_at[up->num_servers] = it;
+        up->servers[up->num_servers++] = srv;
+        stable = stable || srv.group == 0;
+    }
+    /* Release control shifts traffic between groups; it needs a baseline. */
+    if (up->num_servers > 0 && !stable) {
+        conf_error(doc, node, "at least one server must be in group \"stable\"");
+        rc = RP_ERR;
+    }
+    return rc;
+}
+
+static int up_balance(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    static const char *const names[] = {"p2c", "round_robin", NULL};
+    int v = CONFIG_BALANCE_P2C;
+    int rc = conf_enum(doc, node, names, &v);
+    up->balance = (enum config_balance)v;
+    return rc;
+}
+
+static int up_connect_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    return get_duration(doc, node, SEC(2), MSEC(1), SEC(3600), &up->connect_timeout_us);
+}
+
+static int up_first_byte_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    return get_duration(doc, node, SEC(60), MSEC(1), SEC(86400), &up->first_byte_timeout_us);
+}
+
+static int up_idle_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    return get_duration(doc, node, SEC(60), MSEC(1), SEC(86400), &up->idle_timeout_us);
+}
+
+static int up_pool(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    static const char *const keys[] = {"max_idle", "idle_timeout", NULL};
+    int rc = RP_OK;
+    up->pool_max_idle = 64;
+    up->pool_idle_timeout_us = SEC(60);
+    if (!node)
+        return RP_OK;
+    if (section_map(doc, node, keys) != RP_OK)
+        rc = RP_ERR;
+    if (get_uint(doc, conf_get(node, "max_idle"), 64, 0, 10000, &up->pool_max_idle) != RP_OK)
+        rc = RP_ERR;
+    if (get_duration(doc, conf_get(node, "idle_timeout"), SEC(60), MSEC(1), SEC(86400), &up->pool_idle_timeout_us) !=
+        RP_OK)
+        rc = RP_ERR;
+    return rc;
+}
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONFIG_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+              c == '.'))
+            return false;
+    }
+    return true;
+}
+
+static int parse_upstream(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    const char *keys[RP_ARRAY_LEN(upstream_keys) + 1];
+    int rc = RP_OK;
+    bool is_map = node->kind == CONF_MAP;
+
+    if (!is_map) {
+        conf_expect_map(doc, node);
+        rc = RP_ERR;
+    } else {
+        for (size_t i = 0; i < RP_ARRAY_LEN(upstream_keys); i++)
+            keys[i] = upstream_keys[i].key;
+        keys[RP_ARRAY_LEN(upstream_keys)] = NULL;
+        if (conf_check_keys(doc, node, keys))
+            rc = RP_ERR;
+    }
+    /* Every key parser runs, even for a broken upstream, so defaults are
+     * set and each key's own errors are still reported. */
+    for (size_t i = 0; i < RP_ARRAY_LEN(upstream_keys); i++) {
+        const struct config_upstream_key *k = &upstream_keys[i];
+        const struct conf_node *v = is_map ? conf_get(node, k->key) : NULL;
+        if (is_map && k->required && !v) {
+            conf_error_key(doc, node, "missing required key \"%s\"", k->key);
+            rc = RP_ERR;
+        }
+        if (k->parse(doc, v, up) != RP_OK)
+            rc = RP_ERR;
+    }
+    return rc;
+}
+
+static int parse_upstreams(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    int rc = RP_OK;
+    if (!node)
+        return RP_OK; /* required: reported by the driver */
+    if (conf_expect_map(doc, node) != RP_OK)
+        return RP_ERR;
+    if (!node->child) {
+        conf_error_key(doc, node, "at least one upstream is required");
+        return RP_ERR;
+    }
+    for (const struct conf_node *u = node->child; u; u = u->next) {
+        char shown[CONF_SHOW_CAP];
+        if (cfg->num_upstreams == CONFIG_MAX_UPSTREAMS) {
+            conf_error_key(doc, u, "too many upstreams (max %d)", CONFIG_MAX_UPSTREAMS);
+            return RP_ERR;
+        }
+        if (!valid_name(u->key)) {
+            conf_error_key(doc, u, "bad upstream name \"%s\": use 1 to %d letters, digits, '_', '-' or '.'",
+                           conf_show(u->key, shown, sizeof shown), CONFIG_NAME_MAX);
+            rc = RP_ERR;
+        }
+        /* Duplicate names were reported by the loader; keep the first. */
+        bool dup = false;
+        for (size_t i = 0; i < cfg->num_upstreams && !dup; i++)
+            dup = strcmp(cfg->upstreams[i].name, u->key) == 0;
+        if (dup)
+            continue;
+        struct config_upstream *up = &cfg->upstreams[cfg->num_upstreams++];
+        up->name = rp_xstrdup(u->key);
+        if (parse_upstream(doc, u, up) != RP_OK)
+            rc = RP_ERR;
+    }
+    return rc;
+}
+
+static void free_upstreams(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->num_upstreams; i++) {
+        for (size_t k = 0; k < RP_ARRAY_LEN(upstream_keys); k++)
+            if (upstream_keys[k].free)
+                upstream_keys[k].free(&cfg->upstreams[i]);
+        free(cfg->upstreams[i].name);
+        cfg->upstreams[i].name = NULL;
+    }
+}
+
+/* ---- routes ------------------------------------------------------------- */
+
+static int find_upstream(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->num_upstreams; i++)
+        if (strcmp(cfg->upstreams[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static bool valid_prefix(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONFIG_PREFIX_MAX || s[0] != '/')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+static int parse_route(struct conf_doc *doc, const struct conf_node *node, struct config *cfg,
+                       const struct conf_node **prefix_at)
+{
+    static const char *const keys[] = {"prefix", "upstream", NULL};
+    const struct conf_node *pn, *un;
+    const char *prefix = NULL, *name = NULL;
+    int rc = RP_OK, up = -1;
+
+    if (conf_expect_map(doc, node) != RP_OK)
+        return RP_ERR;
+    if (conf_check_keys(doc, node, keys))
+        rc = RP_ERR;
+    pn = conf_require(doc, node, "prefix");
+    un = conf_require(doc, node, "upstream");
+    if (!pn || !un)
+        rc = RP_ERR;
+    if (pn && conf_string(doc, pn, &prefix) == RP_OK && !valid_prefix(prefix)) {
+        char shown[CONF_SHOW_CAP];
+        conf_error(doc, pn,
+                   "bad route prefix \"%s\": must start with '/', without spaces or control characters "
+                   "(max %d bytes)",
+                   conf_show(prefix, shown, sizeof shown), CONFIG_PREFIX_MAX);
+        prefix = NULL;
+    }
+    if (!prefix)
+        rc = RP_ERR;
+    if (un && conf_string(doc, un, &name) == RP_OK) {
+        up = find_upstream(cfg, name);
+        /* With no upstream parsed at all, "missing upstreams" says it all. */
+        if (up < 0 && cfg->num_upstreams > 0) {
+            char list[512], shown[CONF_SHOW_CAP];
+            size_t o = 0;
+            list[0] = '\0';
+            for (size_t i = 0; i < cfg->num_upstreams; i++) {
+                int n = rp_snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", cfg->upstreams[i].name);
+                if (n < 0)
+                    break;
+                o += (size_t)n;
+            }
+            conf_error(doc, un, "unknown upstream \"%s\" (expected one of: %s)", conf_show(name, shown, sizeof shown),
+                       list);
+        }
+    }
+    if (up < 0)
+        rc = RP_ERR;
+    if (rc != RP_OK)
+        return rc;
+
+    /* First match wins, so a route under an earlier, shorter prefix can
+     * never be chosen: that is always a mistake in the order. */
+    for (size_t i = 0; i < cfg->num_routes; i++) {
+        const char *p = cfg->routes[i].prefix;
+        if (strncmp(prefix, p, strlen(p)) == 0) {
+            conf_error(doc, pn, "route \"%s\" is never used: route \"%s\" (line %d) matches first", prefix, p,
+                       prefix_at[i]->line);
+            return RP_ERR;
+        }
+    }
+    prefix_at[cfg->num_routes] = pn;
+    cfg->routes[cfg->num_routes].prefix = rp_xstrdup(prefix);
+    cfg->routes[cfg->num_routes].upstream = up;
+    cfg->num_routes++;
+    return RP_OK;
+}
+
+static int parse_routes(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    const struct conf_node *prefix_at[CONFIG_MAX_ROUTES];
+    int rc = RP_OK;
+    if (!node)
+        return RP_OK;
+    if (conf_expect_seq(doc, node) != RP_OK)
+        return RP_ERR;
+    for (const struct conf_node *r = node->child; r; r = r->next) {
+        if (cfg->num_routes == CONFIG_MAX_ROUTES) {
+            conf_error(doc, r, "too many routes (max %d)", CONFIG_MAX_ROUTES);
+            return RP_ERR;
+        }
+        if (parse_route(doc, r, cfg, prefix_at) != RP_OK)
+            rc = RP_ERR;
+    }
+    return rc;
+}
+
+static void free_routes(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->num_routes; i++) {
+        free(cfg->routes[i].prefix);
+        cfg->routes[i].prefix = NULL;
+    }
+}
+
+/* ---- admin, limits, timeouts, log --------------------------------------- */
+
+static int parse_admin(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    static const char *const keys[] = {"listen", "token_file", NULL};
+    const struct conf_node *ln, *tn;
+    const char *token = NULL;
+    int rc = RP_OK;
+
+    if (!node)
+        return RP_OK;
+    if (section_map(doc, node, keys) != RP_OK)
+        rc = RP_ERR;
+    if (node->kind != CONF_MAP)
+        return RP_ERR;
+    cfg->has_admin = true;
+    ln = conf_require(doc, node, "listen");
+    if (!ln || parse_addr(doc, ln, &cfg->admin_listen) != RP_OK) {
+        rc = RP_ERR;
+    } else {
+        for (size_t i = 0; i < cfg->num_listen; i++) {
+            if (addr_equal(&cfg->listen[i], &cfg->admin_listen)) {
+                char shown[CONF_SHOW_CAP];
+                conf_error(doc, ln, "admin listen address \"%s\" is also a proxy listen address",
+                           conf_show(cfg->admin_listen.text, shown, sizeof shown));
+                rc = RP_ERR;
+            }
+        }
+    }
+    tn = conf_get(node, "token_file");
+    if (tn && conf_string(doc, tn, &token) == RP_OK) {
+        if (!token[0]) {
+            conf_error(doc, tn, "token_file must not be empty");
+            rc = RP_ERR;
+        } else {
+            cfg->admin_token_file = rp_xstrdup(token);
+        }
+    } else if (tn) {
+        rc = RP_ERR;
+    }
+    return rc;
+}
+
+static void free_admin(struct config *cfg)
+{
+    free(cfg->admin_token_file);
+    cfg->admin_token_file = NULL;
+}
+
+static int parse_limits(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    static const char *const keys[] = {"max_header_bytes", "max_headers",     "max_uri",
+                                       "max_body",         "max_connections", NULL};
+    struct config_limits *l = &cfg->limits;
+    int rc = RP_OK;
+
+    if (node && section_map(doc, node, keys) != RP_OK)
+        rc = RP_ERR;
+    rc |= get_size(doc, conf_get(node, "max_header_bytes"), 16 * 1024, 1024, 1024 * 1024, &l->max_header_bytes);
+    rc |= get_uint(doc, conf_get(node, "max_headers"), 100, 1, 10000, &l->max_headers);
+    rc |= get_size(doc, conf_get(node, "max_uri"), 8 * 1024, 64, 1024 * 1024, &l->max_uri);
+    l->max_body = 10ull * 1024 * 1024;
+    rc |= conf_size(doc, conf_get(node, "max_body"), &l->max_body);
+    rc |= get_uint(doc, conf_get(node, "max_connections"), 10000, 1, 1000000, &l->max_connections);
+    return rc ? RP_ERR : RP_OK;
+}
+
+static int parse_timeouts(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    static const char *const keys[] = {"client_header", "client_body", "client_idle", "send", "drain", NULL};
+    struct config_timeouts *t = &cfg->timeouts;
+    const uint64_t day = SEC(86400);
+    int rc = RP_OK;
+
+    if (node && section_map(doc, node, keys) != RP_OK)
+        rc = RP_ERR;
+    rc |= get_duration(doc, conf_get(node, "client_header"), SEC(10), MSEC(1), day, &t->client_header_us);
+    rc |= get_duration(doc, conf_get(node, "client_body"), SEC(30), MSEC(1), day, &t->client_body_us);
+    rc |= get_duration(doc, conf_get(node, "client_idle"), SEC(60), MSEC(1), day, &t->client_idle_us);
+    rc |= get_duration(doc, conf_get(node, "send"), SEC(60), MSEC(1), day, &t->send_us);
+    /* 0 is allowed: close everything at once on shutdown. */
+    rc |= get_duration(doc, conf_get(node, "drain"), SEC(15), 0, day, &t->drain_us);
+    return rc ? RP_ERR : RP_OK;
+}
+
+static int parse_log(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    static const char *const keys[] = {"access", NULL};
+    const char *access = "stdout";
+    const struct conf_node *an = conf_get(node, "access");
+    int rc = RP_OK;
+
+    if (node && section_map(doc, node, keys) != RP_OK)
+        rc = RP_ERR;
+    if (conf_string(doc, an, &access) != RP_OK) {
+        rc = RP_ERR;
+        access = "stdout";
+    } else if (!access[0]) {
+        conf_error(doc, an, "access must be \"stdout\", \"off\" or a file path");
+        rc = RP_ERR;
+        access = "stdout";
+    }
+    cfg->access_log = rp_xstrdup(access);
+    return rc;
+}
+
+static void free_log(struct config *cfg)
+{
+    free(cfg->access_log);
+    cfg->access_log = NULL;
+}
+
+/* ---- driver ------------------------------------------------------------- */
+
+/* Checks that need several sections at once. */
+static void validate(struct conf_doc *doc, const struct conf_node *root, struct config *cfg)
+{
+    const struct conf_node *ups = conf_get(root, "upstreams");
+    const struct conf_node *routes = conf_get(root, "routes");
+    /* A present but broken routes section has reported its own errors. */
+    bool routes_given = routes && !(routes->kind == CONF_SEQ && !routes->child);
+    if (cfg->num_upstreams > 1 && !routes_given)
+        conf_error_key(doc, ups, "several upstreams need routes");
+}
+
+int config_load_doc(struct conf_doc *doc, struct config *cfg)
+{
+    const struct conf_node *root = conf_root(doc);
+    const char *keys[RP_ARRAY_LEN(config_sections) + 1];
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->path = rp_xstrdup(conf_file_name(doc));
+    if (!root) {
+        /* Either the loader recorded why, or the file holds no document. */
+        if (conf_error_count(doc) == 0)
+            conf_error(doc, NULL, "the configuration is empty");
+        goto cleanup;
+    }
+    if (conf_expect_map(doc, root) != RP_OK)
+        goto cleanup;
+    for (size_t i = 0; i < RP_ARRAY_LEN(config_sections); i++)
+        keys[i] = config_sections[i].key;
+    keys[RP_ARRAY_LEN(config_sections)] = NULL;
+    conf_check_keys(doc, root, keys);
+
+    for (size_t i = 0; i < RP_ARRAY_LEN(config_sections); i++) {
+        const struct config_section *s = &config_sections[i];
+        const struct conf_node *node = s->required ? conf_require(doc, root, s->key) : conf_get(root, s->key);
+        s->parse(doc, node, cfg);
+    }
+    validate(doc, root, cfg);
+cleanup:
+    if (conf_error_count(doc) == 0)
+        return RP_OK;
+    config_free(cfg);
+    return RP_ERR;
+}
+
+static int finish(struct conf_doc *doc, struct config *cfg, FILE *err)
+{
+    int rc = config_load_doc(doc, cfg);
+    if (rc != RP_OK)
+        conf_print_errors(doc, err);
+    conf_free(doc);
+    return rc;
+}
+
+int config_load(const char *path, struct config *cfg, FILE *err)
+{
+    return finish(conf_load_file(path), cfg, err);
+}
+
+int config_load_string(const char *name, const char *yaml, struct config *cfg, FILE *err)
+{
+    return finish(conf_load_string(name, yaml, yaml ? strlen(yaml) : 0), cfg, err);
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = RP_ARRAY_LEN(config_sections); i > 0; i--)
+        if (config_sections[i - 1].free)
+            config_sections[i - 1].free(cfg);
+    free(cfg->path);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+int config_route(const struct config *cfg, const char *path, size_t len)
+{
+    if (cfg->num_routes == 0)
+        return cfg->num_upstreams == 1 ? 0 : -1;
+    for (size_t i = 0; i < cfg->num_routes; i++) {
+        const struct config_route *r = &cfg->routes[i];
+        size_t plen = strlen(r->prefix);
+        if (plen <= len && memcmp(path, r->prefix, plen) == 0)
+            return r->upstream;
+    }
+    return -1;
+}

@@ -1,0 +1,107 @@
+/*
+ * config.h — the gateway's configuration, as loaded from YAML.
+ *
+ * config.c owns the top-level schema (listeners, upstreams, routes, limits,
+ * timeouts, logging) and calls each subsystem's section parser for its own
+ * key.  All durations are microseconds, sizes bytes.  The struct is
+ * immutable after config_load(); runtime state lives elsewhere.
+ * The schema is documented in docs/configuration.md.
+ */
+#ifndef RP_CONFIG_H
+#define RP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "conf.h"
+
+#define CONFIG_MAX_LISTEN 8
+#define CONFIG_MAX_SERVERS 64
+#define CONFIG_MAX_UPSTREAMS 32
+#define CONFIG_MAX_ROUTES 64
+
+struct config_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64]; /* as written, for logs and metrics labels */
+};
+
+enum config_balance { CONFIG_BALANCE_P2C = 0, CONFIG_BALANCE_ROUND_ROBIN };
+
+struct config_server {
+    struct config_addr addr;
+    unsigned weight;    /* default 1 */
+    int group;          /* 0 = stable, 1 = canary (release control) */
+};
+
+struct config_upstream {
+    char *name;
+    struct config_server servers[CONFIG_MAX_SERVERS];
+    size_t num_servers;
+    enum config_balance balance;   /* balance: p2c | round_robin */
+    uint64_t connect_timeout_us;   /* default 2s */
+    uint64_t first_byte_timeout_us;/* default 60s: request sent -> response head */
+    uint64_t idle_timeout_us;      /* default 60s: between response body reads */
+    size_t pool_max_idle;          /* idle keep-alive connections kept per server, default 64 */
+    uint64_t pool_idle_timeout_us; /* default 60s */
+};
+
+struct config_route {
+    char *prefix;        /* path prefix, e.g. "/v1/" */
+    int upstream;        /* index into upstreams */
+};
+
+struct config_limits {
+    size_t max_header_bytes; /* 16k -> 431 */
+    size_t max_headers;      /* 100 -> 431 */
+    size_t max_uri;          /* 8k  -> 414 */
+    uint64_t max_body;       /* 10m -> 413 */
+    size_t max_connections;  /* client connections, default 10000 */
+};
+
+struct config_timeouts {
+    uint64_t client_header_us; /* whole request head must arrive within, default 10s */
+    uint64_t client_body_us;   /* idle between request body reads, default 30s */
+    uint64_t client_idle_us;   /* keep-alive idle, default 60s */
+    uint64_t send_us;          /* client not reading while we have data, default 60s */
+    uint64_t drain_us;         /* graceful shutdown limit, default 15s */
+};
+
+struct config {
+    char *path;
+    struct config_addr listen[CONFIG_MAX_LISTEN];
+    size_t num_listen;
+    struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
+    size_t num_upstreams;
+    struct config_route routes[CONFIG_MAX_ROUTES];
+    size_t num_routes;
+    bool has_admin;
+    struct config_addr admin_listen;
+    char *admin_token_file;     /* admin: token_file (write APIs) */
+    struct config_limits limits;
+    struct config_timeouts timeouts;
+    char *access_log;           /* log: access: "stdout" (default), "off", or a path */
+};
+
+/* Load and validate path.  On success returns RP_OK and fills *cfg.  On
+ * failure prints every error as "FILE:LINE:COL: message" to err (if not
+ * NULL) and returns RP_ERR. */
+/* cfg need not be initialised (it is zeroed first).  On RP_ERR it is left
+ * freed and zeroed, so config_free() on it is harmless.  struct config is
+ * large (over 400 KiB): give it static or heap storage, not the stack. */
+int config_load(const char *path, struct config *cfg, FILE *err);
+/* Same from a string (tests). */
+int config_load_string(const char *name, const char *yaml, struct config *cfg, FILE *err);
+void config_free(struct config *cfg);
+/* Parse an already loaded document into cfg; errors are recorded in doc
+ * (conf_error_count / conf_error_at) and nothing is printed.  RP_OK when
+ * doc holds no errors at all afterwards.  On RP_ERR cfg is left freed. */
+int config_load_doc(struct conf_doc *doc, struct config *cfg);
+
+/* Upstream index for a request path (routes, first match; a single
+ * upstream takes everything), or -1 when no route matches. */
+int config_route(const struct config *cfg, const char *path, size_t len);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * upstream.c — upstream servers, keep-alive pools and balancing.
+ *
+ * Balancing is power-of-two-choices on outstanding requests: pick two
+ * distinct usable servers at random and take the one with fewer requests in
+ * flight (weighted by its configured weight and slow-start factor).  It
+ * needs no global scan, reacts to a slow server within a request or two,
+ * and avoids the herd behaviour of "least outstanding" when many requests
+ * arrive together.  Round robin is kept as an option for identical servers.
+ *
+ * Pools: an idle connection sits in its server's LIFO list with a pool-idle
+ * timer.  Before reuse it is probed with recv(MSG_PEEK): a connection the
+ * server closed (EOF) or that carries unexpected bytes is dropped rather
+ * than handed to a request, which would otherwise fail mid-flight.
+ */
+#include "upstream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net.h"
+#include "util.h"
+
+static void pool_idle_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+    RP_UNUSED(loop);
+    RP_UNUSED(t);
+    upstream_conn_close(arg);
+}
+
+static void pool_idle_event(struct ev_loop *loop, int fd, uint32_t events, void *arg)
+{
+    RP_UNUSED(loop);
+    RP_UNUSED(fd);
+    RP_UNUSED(events);
+    /* An idle connection must stay silent: EOF, an error or stray bytes all
+     * mean it is no longer usable. */
+    upstream_conn_close(arg);
+}
+
+struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct config *cfg)
+{
+    struct upstream_set *set = rp_xcalloc(1, sizeof *set);
+    set->num = cfg->num_upstreams;
+    set->ups = rp_xcalloc(set->num, sizeof *set->ups);
+    for (size_t i = 0; i < set->num; i++) {
+        struct upstream *up = &set->ups[i];
+        up->index = (int)i;
+        up->conf = &cfg->upstreams[i];
+        up->loop = loop;
+        up->num_servers = up->conf->num_servers;
+        up->servers = rp_xcalloc(up->num_servers, sizeof *up->servers);
+        for (size_t j = 0; j < up->num_servers; j++) {
+            struct server *s = &up->servers[j];
+            s->up = up;
+            s->index = (int)j;
+            s->conf = &up->conf->servers[j];
+            s->usable = true;
+            s->weight_factor = 1.0;
+            rp_snprintf(s->name, sizeof s->name, "%s", s->conf->addr.text);
+        }
+    }
+    return set;
+}
+
+void upstream_set_free(struct upstream_set *set)
+{
+    if (!set)
+        return;
+    for (size_t i = 0; i < set->num; i++) {
+        struct upstream *up = &set->ups[i];
+        for (size_t j = 0; j < up->num_servers; j++) {
+            struct server *s = &up->servers[j];
+            while (s->idle_head)
+                upstream_conn_close(s->idle_head);
+        }
+        free(up->servers);
+    }
+    free(set->ups);
+    free(set);
+}
+
+/* Load of a server relative to its capacity share; lower is better. */
+static double server_load(const struct server *s)
+{
+    double w = (double)(s->conf->weight ? s->conf->weight : 1) * s->weight_factor;
+    if (w < 0.01)
+        w = 0.01;
+    return ((double)s->inflight + 1.0) / w;
+}
+
+struct server *upstream_pick(struct upstream *up, upstream_accept_fn accept, void *arg)
+{
+    size_t n = up->num_servers;
+    struct server *cand[CONFIG_MAX_SERVERS];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct server *s = &up->servers[i];
+        if (s->usable && (!accept || accept(s, arg)))
+            cand[k++] = s;
+    }
+    if (k == 0)
+        return NULL;
+    if (k == 1)
+        return cand[0];
+    if (up->conf->balance == CONFIG_BALANCE_ROUND_ROBIN) {
+        /* Round robin over the eligible set, stable across calls. */
+        for (size_t tries = 0; tries < n; tries++) {
+            struct server *s = &up->servers[up->rr_next++ % n];
+            for (size_t i = 0; i < k; i++)
+                if (cand[i] == s)
+                    return s;
+        }
+        return cand[0];
+    }
+    size_t a = (size_t)(rp_rand64() % k);
+    size_t b = (size_t)(rp_rand64() % (k - 1));
+    if (b >= a)
+        b++;
+    return server_load(cand[a]) <= server_load(cand[b]) ? cand[a] : cand[b];
+}
+
+static void pool_unlink(struct uconn *u)
+{
+    struct server *s = u->srv;
+    if (!u->idle)
+        return;
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        s->idle_head = u->next;
+    if (u->next)
+        u->next->prev = u->prev;
+    u->next = u->prev = NULL;
+    u->idle = false;
+    s->idle_count--;
+}
+
+struct uconn *upstream_pool_get(struct server *srv)
+{
+    struct ev_loop *loop = srv->up->loop;
+    while (srv->idle_head) {
+        struct uconn *u = srv->idle_head;
+        pool_unlink(u);
+        ev_timer_cancel(loop, &u->timer);
+        if (net_peer_alive(u->fd)) {
+            ev_mod(loop, u->fd, 0);
+            u->reused = true;
+            return u;
+        }
+        upstream_conn_close(u);
+    }
+    return NULL;
+}
+
+struct uconn *upstream_connect(struct server *srv, bool *connected)
+{
+    int fd = -1;
+    int rc = net_connect((const struct sockaddr *)&srv->conf->addr.ss, srv->conf->addr.len, &fd);
+    if (rc == RP_ERR)
+        return NULL;
+    struct uconn *u = rp_xcalloc(1, sizeof *u);
+    u->fd = fd;
+    u->srv = srv;
+    ev_timer_init(&u->timer, NULL, u);
+    *connected = rc == RP_OK;
+    return u;
+}
+
+void upstream_conn_release(struct uconn *u)
+{
+    struct server *s = u->srv;
+    struct ev_loop *loop = s->up->loop;
+    const struct config_upstream *uc = s->up->conf;
+    u->owner = NULL;
+    ev_timer_cancel(loop, &u->timer);
+    if (s->idle_count >= uc->pool_max_idle || !buf_empty(&u->in)) {
+        upstream_conn_close(u);
+        return;
+    }
+    buf_release(&u->in);
+    /* Watch the idle socket so a server-side close frees it at once. */
+    ev_set_handler(loop, u->fd, pool_idle_event, u);
+    if (ev_mod(loop, u->fd, EV_READ) != RP_OK) {
+        upstream_conn_close(u);
+        return;
+    }
+    ev_timer_init(&u->timer, pool_idle_timeout, u);
+    ev_timer_arm(loop, &u->timer, uc->pool_idle_timeout_us);
+    u->idle = true;
+    u->prev = NULL;
+    u->next = s->idle_head;
+    if (s->idle_head)
+        s->idle_head->prev = u;
+    s->idle_head = u;
+    s->idle_count++;
+}
+
+void upstream_conn_close(struct uconn *u)
+{
+    if (!u)
+        return;
+    struct ev_loop *loop = u->srv->up->loop;
+    pool_unlink(u);
+    ev_timer_cancel(loop, &u->timer);
+    ev_del(loop, u->fd);
+    close(u->fd);
+    buf_release(&u->in);
+    free(u);
+}

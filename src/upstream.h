@@ -1,0 +1,89 @@
+/*
+ * upstream.h — upstream groups, their servers, keep-alive connection pools
+ * and server selection.
+ *
+ * An upstream owns an array of servers; a server owns its idle keep-alive
+ * connections (LIFO, so the warmest socket is reused first) and counts its
+ * outstanding requests, which is what power-of-two-choices balances on.
+ * The proxy owns a connection while a request uses it and gives it back
+ * with upstream_conn_release(); idle connections are timed out here.
+ */
+#ifndef RP_UPSTREAM_H
+#define RP_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "ev.h"
+#include "metrics.h"
+
+struct upstream;
+struct server;
+
+struct uconn {
+    int fd;
+    struct server *srv;
+    struct buf in;             /* response bytes (head, and body when staged) */
+    struct ev_timer timer;     /* connect / first byte / idle / pool idle */
+    struct uconn *next, *prev; /* pool list */
+    bool idle;                 /* in the pool */
+    bool reused;               /* served a request before */
+    void *owner;               /* the proxy request using it */
+};
+
+struct server {
+    struct upstream *up;
+    int index;
+    const struct config_server *conf;
+    char name[64];             /* address text */
+    unsigned inflight;         /* requests dispatched and not finished */
+    bool usable;               /* false while failed/ejected (release control) */
+    double weight_factor;      /* 0..1 slow-start ramp; 1 normally */
+    struct uconn *idle_head;   /* idle pool (LIFO) */
+    size_t idle_count;
+    /* counters */
+    uint64_t requests;
+    uint64_t connect_errors;
+    uint64_t timeouts;
+    uint64_t responses_5xx;
+    struct metrics_hist ttfb;
+};
+
+struct upstream {
+    int index;
+    const struct config_upstream *conf;
+    struct ev_loop *loop;
+    struct server *servers;
+    size_t num_servers;
+    unsigned rr_next;
+};
+
+struct upstream_set {
+    struct upstream *ups;
+    size_t num;
+};
+
+/* Build runtime state for every configured upstream. */
+struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct config *cfg);
+void upstream_set_free(struct upstream_set *set);
+
+/* Choose a server for a new request: power of two choices on outstanding
+ * requests (or round robin), among usable servers for which accept(srv,
+ * arg) is true (accept may be NULL).  NULL when none qualifies. */
+typedef bool (*upstream_accept_fn)(const struct server *srv, void *arg);
+struct server *upstream_pick(struct upstream *up, upstream_accept_fn accept, void *arg);
+
+/* A pooled connection that is still alive, or NULL (the caller connects). */
+struct uconn *upstream_pool_get(struct server *srv);
+/* Start a non-blocking connect.  *connected is true if it completed at
+ * once.  NULL on immediate failure (errno set). */
+struct uconn *upstream_connect(struct server *srv, bool *connected);
+/* Return a healthy connection to the pool (or close it when the pool is
+ * full). */
+void upstream_conn_release(struct uconn *u);
+/* Close and free a connection (never back to the pool). */
+void upstream_conn_close(struct uconn *u);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * util.h — conventions shared by every rampart module.
+ *
+ * Return codes (one convention for the whole tree, written down once):
+ *   RP_OK    (0)   success
+ *   RP_ERR   (-1)  error; the callee has logged or recorded why
+ *   RP_AGAIN (-2)  not yet: partial input, or the operation would block
+ * Parsers return the number of bytes consumed (> 0) instead of RP_OK.
+ *
+ * Clocks: rp_now_us() is monotonic and is what every timeout, rate and
+ * latency uses; rp_wall_ms() is the wall clock, used only for timestamps that
+ * leave the process (logs, status history).  Pure-logic modules (admission,
+ * status, canary) take "now" as an argument so their tests can drive a
+ * deterministic clock.
+ */
+#ifndef RP_UTIL_H
+#define RP_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdarg.h>
+
+#define RP_OK     0
+#define RP_ERR   (-1)
+#define RP_AGAIN (-2)
+
+#define RP_VERSION "0.1.0"
+
+#define RP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define RP_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define RP_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define RP_UNUSED(x) ((void)(x))
+
+/* Monotonic microseconds since an arbitrary origin. */
+uint64_t rp_now_us(void);
+/* Wall-clock milliseconds since the Unix epoch. */
+int64_t rp_wall_ms(void);
+
+/* Error log to stderr, prefixed with the program name and time.  The errno
+ * variant appends strerror(err) so a message always names its cause. */
+void rp_log_set_prog(const char *prog);
+void rp_log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void rp_log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rp_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Allocation that aborts on exhaustion: a gateway that cannot allocate a few
+ * hundred bytes cannot do anything useful, and checking every call site
+ * would hide the real bounds (which are enforced before allocating). */
+void *rp_xmalloc(size_t n);
+void *rp_xcalloc(size_t n, size_t size);
+void *rp_xrealloc(void *p, size_t n);
+char *rp_xstrdup(const char *s);
+char *rp_xstrndup(const char *s, size_t n);
+
+/* Bounded formatting into buf[cap]; returns bytes written (excluding NUL),
+ * or -1 when the result was truncated. */
+int rp_snprintf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ASCII case-insensitive comparison of a length-delimited string with a
+ * NUL-terminated literal. */
+bool rp_strieq(const char *s, size_t len, const char *lit);
+
+/* 64-bit FNV-1a; used for hashing tenant keys (never stored in clear). */
+uint64_t rp_hash64(const void *data, size_t len);
+
+/* Small fast PRNG (xorshift64*), seeded per process; deterministic when
+ * seeded explicitly. */
+void rp_rand_seed(uint64_t seed);
+uint64_t rp_rand64(void);
+double rp_rand01(void); /* [0,1) */
+
+#endif
