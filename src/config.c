@@ -12,13 +12,13 @@
  * ----------------
  * A top-level key is one entry in config_sections[]:
  *
- *     { "overload", false, admit_config_parse, admit_config_free },
+ *     { "tenants", false, parse_tenants, free_tenants },
  *
  * with
  *
- *     int  admit_config_parse(struct conf_doc *doc, const struct conf_node *node,
- *                             struct config *cfg);
- *     void admit_config_free(struct config *cfg);   (or NULL)
+ *     int  parse_tenants(struct conf_doc *doc, const struct conf_node *node,
+ *                        struct config *cfg);
+ *     void free_tenants(struct config *cfg);   (or NULL)
  *
  * and the section's fields added to struct config.  The contract:
  *   - parse is called exactly once per load, in table order, with node NULL
@@ -38,7 +38,17 @@
  *     that is zeroed before parsing).
  * Keys inside an upstream (health_check, outlier, retry, canary, ...) work
  * the same way through upstream_keys[], with a struct config_upstream
- * instead of struct config.  Checks across sections go in validate().
+ * instead of struct config; checks across the keys of one upstream go in
+ * check_upstream(), checks across sections in validate().
+ *
+ * Two keys do not fit "one node, one parser":
+ *   - an upstream's overload: is applied on top of the global overload:
+ *     section, which is parsed after the upstreams; so the upstream key's
+ *     parser only accepts the key, and parse_overload() applies every
+ *     upstream's override once the global section is known;
+ *   - status_conf_parse() reads status: and the top-level components:
+ *     together; the components entry only makes the key known, and
+ *     parse_status() looks it up in the document root.
  */
 #include "config.h"
 
@@ -49,7 +59,6 @@
 
 #include "util.h"
 
-#define CONFIG_NAME_MAX 64     /* upstream names: metric labels and logs */
 #define CONFIG_PREFIX_MAX 1024 /* route prefixes */
 #define SEC(x) ((uint64_t)(x)*1000000ull)
 #define MSEC(x) ((uint64_t)(x)*1000ull)
@@ -81,12 +90,25 @@ static int parse_limits(struct conf_doc *doc, const struct conf_node *node, stru
 static int parse_timeouts(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
 static int parse_log(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
 static void free_log(struct config *cfg);
+static int parse_overload(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+static int parse_tenants(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+static void free_tenants(struct config *cfg);
+static int parse_status(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
+static void free_status(struct config *cfg);
+static int parse_components(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
 
 static const struct config_section config_sections[] = {
-    {"listen", true, parse_listen, NULL},         {"upstreams", true, parse_upstreams, free_upstreams},
+    {"listen", true, parse_listen, NULL},
+    {"upstreams", true, parse_upstreams, free_upstreams},
     {"routes", false, parse_routes, free_routes}, /* after upstreams: looks names up */
-    {"admin", false, parse_admin, free_admin},    {"limits", false, parse_limits, NULL},
-    {"timeouts", false, parse_timeouts, NULL},    {"log", false, parse_log, free_log},
+    {"admin", false, parse_admin, free_admin},
+    {"limits", false, parse_limits, NULL},
+    {"timeouts", false, parse_timeouts, NULL},
+    {"log", false, parse_log, free_log},
+    {"overload", false, parse_overload, NULL}, /* after upstreams: applies their overrides */
+    {"tenants", false, parse_tenants, free_tenants},
+    {"status", false, parse_status, free_status},  /* after upstreams: components name them */
+    {"components", false, parse_components, NULL}, /* parsed by parse_status */
 };
 
 static int up_servers(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
@@ -95,6 +117,11 @@ static int up_connect_timeout(struct conf_doc *doc, const struct conf_node *node
 static int up_first_byte_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
 static int up_idle_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
 static int up_pool(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_overload(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_health(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_outlier(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_retry(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_canary(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
 
 static const struct config_upstream_key upstream_keys[] = {
     {"servers", true, up_servers, NULL},
@@ -103,7 +130,20 @@ static const struct config_upstream_key upstream_keys[] = {
     {"first_byte_timeout", false, up_first_byte_timeout, NULL},
     {"idle_timeout", false, up_idle_timeout, NULL},
     {"pool", false, up_pool, NULL},
+    {"overload", false, up_overload, NULL}, /* applied by parse_overload() */
+    {"health_check", false, up_health, NULL},
+    {"outlier", false, up_outlier, NULL},
+    {"retry", false, up_retry, NULL},
+    {"canary", false, up_canary, NULL},
 };
+
+/* The subsystems size their per-server tables and name buffers for what
+ * this file accepts; a mismatch would silently drop servers or cut names. */
+_Static_assert(CONFIG_MAX_SERVERS <= HEALTH_MAX_SERVERS, "health checker holds every server");
+_Static_assert(CONFIG_MAX_SERVERS <= OUTLIER_MAX_SERVERS, "outlier detector holds every server");
+_Static_assert(CONFIG_NAME_MAX < HEALTH_NAME_MAX && CONFIG_NAME_MAX < OUTLIER_NAME_MAX &&
+                   CONFIG_NAME_MAX < RETRY_NAME_MAX && CONFIG_NAME_MAX < CANARY_NAME_MAX,
+               "an upstream name fits every subsystem's name buffer");
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -343,6 +383,73 @@ static int up_pool(struct conf_doc *doc, const struct conf_node *node, struct co
     return rc;
 }
 
+/* Applied later, on top of the global section: see parse_overload(). */
+static int up_overload(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    (void)doc;
+    (void)node;
+    admit_conf_default(&up->overload);
+    return RP_OK;
+}
+
+static int up_health(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    health_conf_default(&up->health);
+    return health_conf_parse(doc, node, &up->health);
+}
+
+static int up_outlier(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    outlier_conf_default(&up->outlier);
+    return outlier_conf_parse(doc, node, &up->outlier);
+}
+
+static int up_retry(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    retry_conf_default(&up->retry);
+    return retry_conf_parse(doc, node, &up->retry);
+}
+
+/* Whether the upstream has canary servers is decided in check_upstream(),
+ * which also sees the servers as written. */
+static int up_canary(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    canary_conf_default(&up->canary);
+    return canary_conf_parse(doc, node, &up->canary);
+}
+
+/* Does some server item say group: canary, parsed or not?  A canary server
+ * whose address failed to parse is not in up->servers, but it was meant to
+ * be there: its own error says what is wrong. */
+static bool canary_written(const struct conf_node *servers)
+{
+    if (!servers || servers->kind != CONF_SEQ)
+        return false;
+    for (const struct conf_node *it = servers->child; it; it = it->next) {
+        const struct conf_node *g = conf_get(it, "group");
+        if (g && g->kind == CONF_SCALAR && strcmp(g->value, "canary") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Checks across the keys of one upstream (map node). */
+static int check_upstream(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+{
+    const struct conf_node *cn = conf_get(node, "canary");
+    up->has_canary = false;
+    for (size_t i = 0; i < up->num_servers; i++)
+        up->has_canary = up->has_canary || up->servers[i].group == 1;
+    /* A canary section with nothing to split traffic to is a mistake (a
+     * forgotten group: canary, or a leftover from the last release).  With
+     * no server parsed at all, the servers' own errors say enough. */
+    if (cn && up->num_servers > 0 && !up->has_canary && !canary_written(conf_get(node, "servers"))) {
+        conf_error_key(doc, cn, "canary needs at least one server in group \"canary\"");
+        return RP_ERR;
+    }
+    return RP_OK;
+}
+
 static bool valid_name(const char *s)
 {
     size_t n = strlen(s);
@@ -385,6 +492,8 @@ static int parse_upstream(struct conf_doc *doc, const struct conf_node *node, st
         if (k->parse(doc, v, up) != RP_OK)
             rc = RP_ERR;
     }
+    if (is_map && check_upstream(doc, node, up) != RP_OK)
+        rc = RP_ERR;
     return rc;
 }
 
@@ -660,7 +769,89 @@ static void free_log(struct config *cfg)
     cfg->access_log = NULL;
 }
 
+/* ---- overload, tenants, status ------------------------------------------ */
+
+/* The global section first, then each upstream's overload: on top of a
+ * copy of it, so an upstream states only what differs. */
+static int parse_overload(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    const struct conf_node *ups = conf_get(conf_root(doc), "upstreams");
+    int rc = RP_OK;
+
+    admit_conf_default(&cfg->overload);
+    if (admit_conf_parse(doc, node, &cfg->overload) != RP_OK)
+        rc = RP_ERR;
+    for (size_t i = 0; i < cfg->num_upstreams; i++) {
+        struct config_upstream *up = &cfg->upstreams[i];
+        /* conf_get finds the first of duplicate names: the one parse_upstreams kept. */
+        const struct conf_node *ov = conf_get(conf_get(ups, up->name), "overload");
+        up->overload = cfg->overload;
+        if (admit_conf_parse(doc, ov, &up->overload) != RP_OK)
+            rc = RP_ERR;
+    }
+    return rc;
+}
+
+static int parse_tenants(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    tenant_conf_default(&cfg->tenants);
+    return tenant_conf_parse(doc, node, &cfg->tenants);
+}
+
+static void free_tenants(struct config *cfg)
+{
+    tenant_conf_free(&cfg->tenants);
+}
+
+static int parse_status(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    int rc;
+    status_conf_init(&cfg->status);
+    rc = status_conf_parse(doc, node, conf_get(conf_root(doc), "components"), cfg, &cfg->status);
+    cfg->has_status = cfg->status.enabled;
+    return rc;
+}
+
+static void free_status(struct config *cfg)
+{
+    status_conf_free(&cfg->status);
+    cfg->has_status = false;
+}
+
+/* Read by parse_status() together with status:. */
+static int parse_components(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    (void)doc;
+    (void)node;
+    (void)cfg;
+    return RP_OK;
+}
+
 /* ---- driver ------------------------------------------------------------- */
+
+/* The public status listener must not take over a proxy or admin port: a
+ * clash would fail at bind time, far from the line that caused it. */
+static void check_status_listen(struct conf_doc *doc, const struct conf_node *root, struct config *cfg)
+{
+    const struct conf_node *ln = conf_get(conf_get(root, "status"), "listen");
+    struct config_addr a;
+    char shown[CONF_SHOW_CAP];
+
+    if (!cfg->has_status || cfg->status.listen_len == 0 || !ln)
+        return;
+    memset(&a, 0, sizeof a);
+    a.ss = cfg->status.listen;
+    a.len = cfg->status.listen_len;
+    conf_show(cfg->status.listen_text, shown, sizeof shown);
+    for (size_t i = 0; i < cfg->num_listen; i++) {
+        if (addr_equal(&cfg->listen[i], &a)) {
+            conf_error(doc, ln, "status listen address \"%s\" is also a proxy listen address", shown);
+            return;
+        }
+    }
+    if (cfg->has_admin && cfg->admin_listen.len && addr_equal(&cfg->admin_listen, &a))
+        conf_error(doc, ln, "status listen address \"%s\" is also the admin listen address", shown);
+}
 
 /* Checks that need several sections at once. */
 static void validate(struct conf_doc *doc, const struct conf_node *root, struct config *cfg)
@@ -671,6 +862,7 @@ static void validate(struct conf_doc *doc, const struct conf_node *root, struct 
     bool routes_given = routes && !(routes->kind == CONF_SEQ && !routes->child);
     if (cfg->num_upstreams > 1 && !routes_given)
         conf_error_key(doc, ups, "several upstreams need routes");
+    check_status_listen(doc, root, cfg);
 }
 
 int config_load_doc(struct conf_doc *doc, struct config *cfg)

@@ -3,9 +3,10 @@
  *
  * config.c owns the top-level schema (listeners, upstreams, routes, limits,
  * timeouts, logging) and calls each subsystem's section parser for its own
- * key.  All durations are microseconds, sizes bytes.  The struct is
- * immutable after config_load(); runtime state lives elsewhere.
- * The schema is documented in docs/configuration.md.
+ * key (overload, tenants, status/components; per upstream health_check,
+ * outlier, retry, canary, overload).  All durations are microseconds, sizes
+ * bytes.  The struct is immutable after config_load(); runtime state lives
+ * elsewhere.  The schema is documented in docs/configuration.md.
  */
 #ifndef RP_CONFIG_H
 #define RP_CONFIG_H
@@ -15,12 +16,23 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "admit.h"
+#include "canary.h"
 #include "conf.h"
+#include "health.h"
+#include "outlier.h"
+#include "retry.h"
+#include "status.h"
+#include "tenant.h"
 
 #define CONFIG_MAX_LISTEN 8
 #define CONFIG_MAX_SERVERS 64
 #define CONFIG_MAX_UPSTREAMS 32
 #define CONFIG_MAX_ROUTES 64
+/* Upstream names.  63, not 64: the subsystems copy the name into 64-byte
+ * buffers (canary, outlier, retry, health), and a cut name would make
+ * e.g. the canary admin API unable to find its upstream. */
+#define CONFIG_NAME_MAX 63
 
 struct config_addr {
     struct sockaddr_storage ss;
@@ -32,25 +44,34 @@ enum config_balance { CONFIG_BALANCE_P2C = 0, CONFIG_BALANCE_ROUND_ROBIN };
 
 struct config_server {
     struct config_addr addr;
-    unsigned weight;    /* default 1 */
-    int group;          /* 0 = stable, 1 = canary (release control) */
+    unsigned weight; /* default 1 */
+    int group;       /* 0 = stable, 1 = canary (release control) */
 };
 
 struct config_upstream {
     char *name;
     struct config_server servers[CONFIG_MAX_SERVERS];
     size_t num_servers;
-    enum config_balance balance;   /* balance: p2c | round_robin */
-    uint64_t connect_timeout_us;   /* default 2s */
-    uint64_t first_byte_timeout_us;/* default 60s: request sent -> response head */
-    uint64_t idle_timeout_us;      /* default 60s: between response body reads */
-    size_t pool_max_idle;          /* idle keep-alive connections kept per server, default 64 */
-    uint64_t pool_idle_timeout_us; /* default 60s */
+    enum config_balance balance;    /* balance: p2c | round_robin */
+    uint64_t connect_timeout_us;    /* default 2s */
+    uint64_t first_byte_timeout_us; /* default 60s: request sent -> response head */
+    uint64_t idle_timeout_us;       /* default 60s: between response body reads */
+    size_t pool_max_idle;           /* idle keep-alive connections kept per server, default 64 */
+    uint64_t pool_idle_timeout_us;  /* default 60s */
+    /* Subsystem sections.  Every one holds its defaults when its key is
+     * absent, so the proxy never checks for presence (except has_canary
+     * and health.enabled, which say whether to run the machinery at all). */
+    struct admit_conf overload;  /* the global overload: section, with this upstream's overload: applied on top */
+    struct health_conf health;   /* health_check: (health.enabled: the section is present and not disabled) */
+    struct outlier_conf outlier; /* outlier: */
+    struct retry_conf retry;     /* retry: */
+    struct canary_conf canary;   /* canary: (defaults when absent; used only when has_canary) */
+    bool has_canary;             /* some server is in group canary: run a canary for this upstream */
 };
 
 struct config_route {
-    char *prefix;        /* path prefix, e.g. "/v1/" */
-    int upstream;        /* index into upstreams */
+    char *prefix; /* path prefix, e.g. "/v1/" */
+    int upstream; /* index into upstreams */
 };
 
 struct config_limits {
@@ -79,10 +100,14 @@ struct config {
     size_t num_routes;
     bool has_admin;
     struct config_addr admin_listen;
-    char *admin_token_file;     /* admin: token_file (write APIs) */
+    char *admin_token_file; /* admin: token_file (write APIs) */
     struct config_limits limits;
     struct config_timeouts timeouts;
     char *access_log;           /* log: access: "stdout" (default), "off", or a path */
+    struct admit_conf overload; /* overload: (per-upstream copies in upstreams[i].overload are what to use) */
+    struct tenant_conf tenants; /* tenants: */
+    struct status_conf status;  /* status: and components: */
+    bool has_status;            /* a status: section is present (== status.enabled): run the status listener */
 };
 
 /* Load and validate path.  On success returns RP_OK and fills *cfg.  On
@@ -90,7 +115,7 @@ struct config {
  * NULL) and returns RP_ERR. */
 /* cfg need not be initialised (it is zeroed first).  On RP_ERR it is left
  * freed and zeroed, so config_free() on it is harmless.  struct config is
- * large (over 400 KiB): give it static or heap storage, not the stack. */
+ * large (about 470 KiB): give it static or heap storage, not the stack. */
 int config_load(const char *path, struct config *cfg, FILE *err);
 /* Same from a string (tests). */
 int config_load_string(const char *name, const char *yaml, struct config *cfg, FILE *err);

@@ -31,20 +31,32 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "buf.h"
 #include "h1.h"
+#include "llmreq.h"
 #include "metrics.h"
 #include "net.h"
+#include "quota.h"
+#include "tenant.h"
 #include "util.h"
+
+/* Model-API request bodies up to this size are read whole before admission
+ * so max_tokens and the prompt size are known (token quotas reserve them);
+ * larger or chunked bodies are streamed and reserve the tenant's default. */
+#define PROXY_LLM_BODY_MAX (1024u * 1024u)
 
 enum req_state {
     R_NONE = 0,
+    R_BUFFERING,     /* reading a model-API body whole before admission */
+    R_QUEUED,        /* waiting in the upstream's admission queue */
     R_CONNECTING,    /* waiting for an upstream connection */
     R_SENDING,       /* writing the request (head and body) */
     R_WAIT_HEAD,     /* request sent (or being sent), waiting for the response head */
@@ -86,8 +98,25 @@ struct request {
     bool resp_done;
     uint64_t bytes_out;
 
-    uint64_t t_start, t_dispatch, t_connected, t_first_byte;
+    uint64_t t_start, t_dispatch, t_connected, t_first_byte, t_first_body;
     const char *outcome;
+    bool finished;             /* req_finish ran: accounted and logged */
+
+    /* admission and quotas */
+    bool model_api;            /* path under /v1/: OpenAI conventions apply */
+    bool llm;                  /* body read whole and parsed (llmreq) */
+    size_t head_len;           /* rewritten head bytes at the start of r->out */
+    struct tenant *tenant;
+    enum admit_class cls;
+    struct admit_waiter waiter;
+    bool queued;
+    struct admit_ticket ticket;
+    bool has_ticket;
+    struct quota_ticket qt;
+    struct llmreq_info info;
+    struct llmreq_scan scan;
+    bool scan_on;
+    char tenant_label[TENANT_NAME_MAX];
 };
 
 struct client {
@@ -97,6 +126,8 @@ struct client {
     struct buf in, out;
     struct ev_timer timer;
     char ip[48];
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
     uint64_t head_start;       /* first byte of the pending request head */
     bool head_started;
     bool close_after;          /* close once c->out is flushed */
@@ -122,6 +153,7 @@ struct proxy {
     struct client *clients;
     size_t num_clients;
     struct ev_timer flush_timer;
+    struct tenant_table *tenants;
 
     /* metrics */
     uint64_t requests[CONFIG_MAX_UPSTREAMS + 1][CLASS_SLOTS]; /* last row: no upstream */
@@ -129,6 +161,7 @@ struct proxy {
     uint64_t client_aborts;
     uint64_t bad_requests;
     uint64_t accepted;
+    uint64_t refused_quota, refused_overload;
     struct metrics_hist ttfb, total;
 };
 
@@ -139,7 +172,11 @@ static void client_flush(struct client *c);
 static void req_finish(struct client *c, int status, const char *outcome);
 static void resp_pump(struct client *c);
 static void req_send(struct client *c);
-static void req_dispatch(struct client *c);
+static void req_admit(struct client *c);
+static void pump_request_body(struct client *c);
+static void req_dispatch(struct client *c, struct server *s);
+static void queue_arm(struct proxy *px, struct upstream *up);
+static void pump_schedule(struct upstream *up);
 
 /* ---------------------------------------------------------------------- */
 /* error replies                                                           */
@@ -218,10 +255,9 @@ static void client_close(struct client *c)
             upstream_conn_close(r->u);
             r->u = NULL;
         }
-        if (r->srv) {
-            r->srv->inflight--;
-            px->inflight--;
-            r->srv = NULL;
+        if (!r->finished) {
+            px->client_aborts++;
+            req_finish(c, 499, "client_abort");
         }
         buf_release(&r->out);
         c->has_req = false;
@@ -339,6 +375,8 @@ static void accept_event(struct ev_loop *loop, int fd, uint32_t events, void *ar
         c->px = px;
         c->fd = cfd;
         net_ip_text((struct sockaddr *)&peer, c->ip, sizeof c->ip);
+        c->peer = peer;
+        c->peer_len = plen;
         buf_alloc(&c->in);
         buf_alloc(&c->out);
         ev_timer_init(&c->timer, client_timeout, c);
@@ -375,18 +413,81 @@ static int64_t since(uint64_t t, uint64_t from)
     return t && from && t >= from ? (int64_t)(t - from) : -1;
 }
 
-/* Account for and log the current request, release its server slot.  The
- * upstream connection must already be released or closed by the caller. */
+/* How the request ended, for the concurrency limiter: only a completed
+ * response carries a clean latency signal; an upstream that says it is
+ * overloaded (429/503) or does not accept connections in time is a
+ * congestion signal; a client that left tells nothing about the server. */
+static enum admit_outcome admit_outcome_of(const struct request *r, int status, const char *outcome)
+{
+    if (strcmp(outcome, "client_abort") == 0 || strcmp(outcome, "client_send_timeout") == 0)
+        return ADMIT_CANCELLED;
+    if (strcmp(outcome, "upstream_connect_timeout") == 0 || strcmp(outcome, "upstream_timeout") == 0)
+        return ADMIT_OVERLOADED;
+    if (r->t_first_byte && (status == 429 || status == 503))
+        return ADMIT_OVERLOADED;
+    if (strcmp(outcome, "ok") != 0 || status >= 500)
+        return ADMIT_FAILED;
+    return ADMIT_DONE;
+}
+
+/* Give back everything the request holds outside the connection: its
+ * queue place, its concurrency slot, its quota reservation (settled from
+ * the usage seen in the response) and its tenant reference. */
+static void req_release_admission(struct client *c, int status, const char *outcome, uint64_t now)
+{
+    struct proxy *px = c->px;
+    struct request *r = &c->r;
+    if (r->queued) {
+        admit_cancel(&r->up->queue, &r->waiter, now);
+        r->queued = false;
+        queue_arm(px, r->up);
+    }
+    if (r->has_ticket) {
+        admit_release(&r->srv->lim, &r->ticket, now, admit_outcome_of(r, status, outcome));
+        r->has_ticket = false;
+        pump_schedule(r->up);
+    }
+    if (r->tenant) {
+        struct tenant *t = r->tenant;
+        if (r->qt.active) {
+            uint64_t prompt = 0, completion = 0;
+            if (r->scan_on) {
+                llmreq_scan_finish(&r->scan);
+                llmreq_scan_usage(&r->scan, r->info.prompt_tokens, &prompt, &completion);
+            }
+            if (r->scan_on && (prompt || completion)) {
+                quota_settle(&t->quota, &t->policy->quota, &r->qt, prompt + completion, now);
+                t->tokens_prompt += prompt;
+                t->tokens_completion += completion;
+            } else {
+                quota_cancel(&t->quota, &t->policy->quota, &r->qt, now);
+            }
+        }
+        tenant_release(px->tenants, t, now);
+        r->tenant = NULL;
+    }
+}
+
+/* Account for and log the current request, release its server slot and
+ * admission state.  Runs once per request.  The upstream connection must
+ * already be released or closed by the caller. */
 static void req_finish(struct client *c, int status, const char *outcome)
 {
     struct proxy *px = c->px;
     struct request *r = &c->r;
+    if (r->finished)
+        return;
+    r->finished = true;
     uint64_t now = ev_now(px->loop);
+    const char *server = r->srv ? r->srv->name : NULL;
+    if (r->srv) {
+        if (status >= 500 && r->t_first_byte == 0)
+            r->srv->responses_5xx++;
+    }
+    req_release_admission(c, status, outcome, now);
     if (r->srv) {
         r->srv->inflight--;
         px->inflight--;
-        if (status >= 500)
-            r->srv->responses_5xx++;
         r->srv = NULL;
     }
     int row = r->up ? r->up->index : (int)px->cfg->num_upstreams;
@@ -402,16 +503,16 @@ static void req_finish(struct client *c, int status, const char *outcome)
         .method = r->method,
         .path = r->path,
         .client = c->ip,
-        .tenant = NULL,
+        .tenant = r->tenant_label[0] ? r->tenant_label : NULL,
         .status = status,
         .bytes_in = r->req_body_bytes,
         .bytes_out = r->bytes_out,
         .upstream = r->up ? r->up->conf->name : NULL,
-        .server = r->u ? r->u->srv->name : NULL,
+        .server = server,
         .outcome = outcome,
         .queue_us = since(r->t_dispatch, r->t_start),
         .connect_us = since(r->t_connected, r->t_dispatch),
-        .first_byte_us = since(r->t_first_byte, r->t_dispatch),
+        .first_byte_us = since(r->t_first_body ? r->t_first_body : r->t_first_byte, r->t_dispatch),
         .total_us = since(now, r->t_start),
     };
     accesslog_write(px->log, &e);
@@ -608,7 +709,36 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
         return;
     }
     r->up = &px->ups->ups[ui];
-    buf_alloc_size(&r->out, RP_MAX((size_t)BUF_DEFAULT_SIZE, px->cfg->limits.max_header_bytes + 4096));
+    r->model_api = strncmp(r->path, "/v1/", 4) == 0;
+    /* Only the generation endpoints carry max_tokens; other /v1/ paths
+     * (files, audio) may hold any body and are streamed untouched. */
+    r->llm = (strcmp(r->path, "/v1/chat/completions") == 0 || strcmp(r->path, "/v1/completions") == 0) &&
+             rp_strieq(m->method.p, m->method.len, "POST") && m->framing == H1_BODY_LENGTH &&
+             m->content_length > 0 && m->content_length <= PROXY_LLM_BODY_MAX;
+
+    /* Tenant and class come from headers, so decide them while the views
+     * into c->in are alive. */
+    const struct h1_header *auth = h1_find_header(m, "authorization");
+    const char *ident_name = tenant_ident_header(px->tenants);
+    const struct h1_header *ident = ident_name ? h1_find_header(m, ident_name) : NULL;
+    struct tenant_req treq = {
+        .authorization = auth ? auth->value.p : NULL,
+        .authorization_len = auth ? auth->value.len : 0,
+        .header = ident ? ident->value.p : NULL,
+        .header_len = ident ? ident->value.len : 0,
+        .addr = (const struct sockaddr *)&c->peer,
+        .addrlen = c->peer_len,
+    };
+    r->tenant = tenant_identify(px->tenants, &treq, r->t_start);
+    rp_snprintf(r->tenant_label, sizeof r->tenant_label, "%s", r->tenant->label);
+    const struct h1_header *prio = h1_find_header(m, tenant_priority_header(px->tenants));
+    r->cls = tenant_class(r->tenant, prio ? prio->value.p : NULL, prio ? prio->value.len : 0);
+    r->tenant->requests++;
+
+    size_t out_size = RP_MAX((size_t)BUF_DEFAULT_SIZE, px->cfg->limits.max_header_bytes + 4096);
+    if (r->llm)
+        out_size += (size_t)m->content_length;
+    buf_alloc_size(&r->out, out_size);
     if (!build_upstream_head(c, m)) {
         buf_consume(&c->in, n);
         client_reply_error(c, 431, "header_too_large", "request header section too large", "Connection: close\r\n");
@@ -618,9 +748,26 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
         client_flush(c);
         return;
     }
+    r->head_len = buf_len(&r->out);
     buf_consume(&c->in, n);
     /* The views into c->in are dead from here on. */
-    req_dispatch(c);
+    if (r->llm) {
+        /* Read the body whole first: admission needs max_tokens. */
+        r->state = R_BUFFERING;
+        if (r->expect_continue) {
+            r->expect_continue = false;
+            if (r->client_minor >= 1)
+                buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        }
+        pump_request_body(c);
+        if (!c->has_req || r->finished)
+            return;
+        if (!r->req_body_done) {
+            client_flush(c);
+            return;
+        }
+    }
+    req_admit(c);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -679,16 +826,209 @@ static void uconn_attach(struct client *c, struct uconn *u)
         buf_alloc(&u->in);
 }
 
-/* Choose a server and get a connection to it. */
-static void req_dispatch(struct client *c)
+/* x-ratelimit-* lines for a model-API response (and retry-after when
+ * refusing), per OpenAI's conventions. */
+static void ratelimit_headers(struct client *c, struct sbuf *out, const struct quota_info *refusal)
+{
+    struct request *r = &c->r;
+    if (refusal) {
+        quota_render_headers(out, refusal, true);
+        return;
+    }
+    if (!r->model_api || !r->tenant)
+        return;
+    struct quota_info qi;
+    quota_peek(&r->tenant->quota, &r->tenant->policy->quota, ev_now(c->px->loop), &qi);
+    quota_render_headers(out, &qi, false);
+}
+
+/* Refuse the request without touching the upstream. */
+static void req_refuse(struct client *c, int status, const char *code, const char *msg, const char *outcome,
+                       uint32_t retry_after_s, const struct quota_info *qi)
+{
+    struct request *r = &c->r;
+    struct sbuf h;
+    sbuf_init(&h, 2048);
+    if (qi)
+        ratelimit_headers(c, &h, qi);
+    else {
+        ratelimit_headers(c, &h, NULL);
+        if (retry_after_s)
+            sbuf_printf(&h, "Retry-After: %u\r\n", retry_after_s);
+    }
+    /* The body of a refused request may still be on its way: without
+     * reading it the connection cannot carry another request. */
+    bool close = !r->req_body_done || !r->client_keep_alive;
+    if (close)
+        sbuf_adds(&h, "Connection: close\r\n");
+    client_reply_error(c, status, code, msg, h.data ? h.data : "");
+    sbuf_free(&h);
+    if (close)
+        c->close_after = true;
+    r->state = R_LOCAL;
+    req_finish(c, status, outcome);
+    req_clear(c);
+    client_flush(c);
+}
+
+static bool server_has_slot(const struct server *s, void *arg)
+{
+    RP_UNUSED(arg);
+    return admit_free_slots(&s->lim) > 0;
+}
+
+static struct client *client_of_waiter(struct admit_waiter *w)
+{
+    return (struct client *)((char *)w - offsetof(struct client, r) - offsetof(struct request, waiter));
+}
+
+static void refuse_overloaded(struct client *c, enum admit_reason why)
 {
     struct proxy *px = c->px;
     struct request *r = &c->r;
-    struct server *s = upstream_pick(r->up, NULL, NULL);
-    if (!s) {
-        upstream_fail(c, 503, "no_server", "no upstream server is available", "no_server");
+    struct upstream *up = r->up;
+    r->queued = false; /* already out of the queue */
+    px->refused_overload++;
+    if (r->tenant)
+        r->tenant->refused_overload++;
+    uint32_t ra = admit_retry_after(&up->queue, admit_queue_len(&up->queue));
+    const char *msg = why == ADMIT_R_FULL       ? "the service is overloaded: the queue is full, retry later"
+                      : why == ADMIT_R_EVICTED  ? "the service is overloaded: a higher-priority request took this place"
+                      : why == ADMIT_R_SHED     ? "the service is overloaded: shed from a standing queue, retry later"
+                                                : "the service is overloaded: no capacity within the queue deadline";
+    req_refuse(c, 503, "overloaded", msg, admit_reason_name(why), ra, NULL);
+}
+
+/* Admission: quota first (429), then a free concurrency slot on some
+ * server, else a place in the upstream's queue (503 when none). */
+static void req_admit(struct client *c)
+{
+    struct proxy *px = c->px;
+    struct request *r = &c->r;
+    struct upstream *up = r->up;
+    uint64_t now = ev_now(px->loop);
+    struct tenant *t = r->tenant;
+
+    if (r->llm) {
+        const char *body = r->out.pos + r->head_len;
+        size_t blen = buf_len(&r->out) - r->head_len;
+        if (llmreq_parse(body, blen, &r->info) != RP_OK) {
+            char msg[256];
+            rp_snprintf(msg, sizeof msg, "%s%s%s", r->info.error ? r->info.error : "invalid request body",
+                        r->info.error_param ? ": " : "", r->info.error_param ? r->info.error_param : "");
+            req_refuse(c, 400, "invalid_request_body", msg, "invalid_request_body", 0, NULL);
+            return;
+        }
+    } else {
+        r->info.max_tokens = -1;
+        r->info.n = 1;
+    }
+    uint64_t need = r->model_api ? quota_need(&t->policy->quota, r->info.max_tokens, r->info.n, r->info.prompt_tokens)
+                                 : 0;
+    struct quota_info qi;
+    enum quota_result qr = quota_reserve(&t->quota, &t->policy->quota, need, now, &r->qt, &qi);
+    if (qr != QUOTA_OK) {
+        px->refused_quota++;
+        const char *msg = qr == QUOTA_REQUESTS ? "rate limit reached for requests"
+                          : qr == QUOTA_TOKENS ? "rate limit reached for tokens"
+                                               : "request is larger than the token budget per minute";
+        req_refuse(c, 429, "rate_limit_exceeded", msg, quota_result_name(qr), 0, &qi);
         return;
     }
+    if (!upstream_pick(up, NULL, NULL)) {
+        req_refuse(c, 503, "no_server", "no upstream server is available", "no_server", 5, NULL);
+        return;
+    }
+    /* Waiters go first: a new arrival never overtakes the queue. */
+    if (admit_queue_len(&up->queue) == 0) {
+        struct server *s = upstream_pick(up, server_has_slot, NULL);
+        if (s && admit_acquire(&s->lim, now, &r->ticket) == RP_OK) {
+            r->has_ticket = true;
+            req_dispatch(c, s);
+            return;
+        }
+    }
+    struct admit_waiter *evicted = NULL;
+    if (admit_enqueue(&up->queue, &r->waiter, tenant_flow_key(t), r->cls, 1, t->policy->weight, now, &evicted) !=
+        RP_OK) {
+        refuse_overloaded(c, ADMIT_R_FULL);
+        return;
+    }
+    r->queued = true;
+    r->state = R_QUEUED;
+    if (evicted)
+        refuse_overloaded(client_of_waiter(evicted), ADMIT_R_EVICTED);
+    queue_arm(px, up);
+    pump_schedule(up);
+    client_update_events(c);
+}
+
+/* ---- the admission queue ---- */
+
+static void queue_expire(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+    RP_UNUSED(t);
+    struct upstream *up = arg;
+    struct proxy *px = up->owner;
+    enum admit_reason why;
+    struct admit_waiter *w;
+    while ((w = admit_expire(&up->queue, ev_now(loop), &why)) != NULL)
+        refuse_overloaded(client_of_waiter(w), why);
+    queue_arm(px, up);
+}
+
+static void queue_arm(struct proxy *px, struct upstream *up)
+{
+    uint64_t when = admit_queue_len(&up->queue) ? admit_next_timer(&up->queue, ev_now(px->loop)) : 0;
+    if (when == 0) {
+        ev_timer_cancel(px->loop, &up->queue_timer);
+        return;
+    }
+    ev_timer_arm_at(px->loop, &up->queue_timer, when);
+}
+
+/* Hand free slots to waiters.  Runs from a zero-delay timer rather than
+ * inline, so a dispatch that fails at once (and frees its slot again)
+ * cannot recurse into the queue. */
+static void queue_pump(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+    RP_UNUSED(t);
+    struct upstream *up = arg;
+    struct proxy *px = up->owner;
+    while (admit_queue_len(&up->queue) > 0) {
+        uint64_t now = ev_now(loop);
+        struct server *s = upstream_pick(up, server_has_slot, NULL);
+        if (!s)
+            break;
+        struct admit_waiter *w = admit_dequeue(&up->queue, now);
+        if (!w)
+            break;
+        struct client *c = client_of_waiter(w);
+        c->r.queued = false;
+        if (admit_acquire(&s->lim, now, &c->r.ticket) != RP_OK) {
+            /* Cannot happen (the slot was free); fail safe. */
+            refuse_overloaded(c, ADMIT_R_FULL);
+            continue;
+        }
+        c->r.has_ticket = true;
+        req_dispatch(c, s);
+    }
+    queue_arm(px, up);
+}
+
+static void pump_schedule(struct upstream *up)
+{
+    if (admit_queue_len(&up->queue) == 0 || ev_timer_armed(&up->pump_timer))
+        return;
+    ev_timer_arm(up->loop, &up->pump_timer, 0);
+}
+
+/* Get a connection to server s (admitted: the slot is held) and start
+ * sending. */
+static void req_dispatch(struct client *c, struct server *s)
+{
+    struct proxy *px = c->px;
+    struct request *r = &c->r;
     r->srv = s;
     s->inflight++;
     s->requests++;
@@ -890,6 +1230,14 @@ static bool resp_head_to_client(struct client *c, const struct h1_message *m)
     ok &= out_adds(b, "X-Request-Id: ");
     ok &= out_adds(b, r->id);
     ok &= out_adds(b, "\r\n");
+    if (r->model_api && r->tenant) {
+        struct sbuf h;
+        sbuf_init(&h, 1024);
+        ratelimit_headers(c, &h, NULL);
+        if (h.len)
+            ok &= out_add(b, h.data, h.len);
+        sbuf_free(&h);
+    }
     if (r->resp_close)
         ok &= out_adds(b, "Connection: close\r\n");
     else if (r->client_minor == 0)
@@ -898,10 +1246,29 @@ static bool resp_head_to_client(struct client *c, const struct h1_message *m)
     return ok;
 }
 
-static void on_decoded(void *arg, const char *data, size_t len)
+/* Response payload seen (decoded): the first byte is the latency signal
+ * for the limiter (for a model server, its first token), and the payload
+ * feeds the usage scanner that settles token quotas. */
+static void resp_payload(struct client *c, const char *data, size_t len)
+{
+    struct request *r = &c->r;
+    if (len == 0)
+        return;
+    if (!r->t_first_body) {
+        r->t_first_body = ev_now(c->px->loop);
+        if (r->has_ticket)
+            admit_first_byte(&r->srv->lim, &r->ticket, r->t_first_body);
+    }
+    if (r->scan_on)
+        llmreq_scan_feed(&r->scan, data, len);
+}
+
+static void on_chunk_data(void *arg, const char *data, size_t len)
 {
     struct client *c = arg;
-    buf_append(&c->out, data, len);
+    resp_payload(c, data, len);
+    if (c->r.resp_decode)
+        buf_append(&c->out, data, len);
 }
 
 /* The response is complete: give the upstream connection back (or close
@@ -946,6 +1313,7 @@ static void resp_pump(struct client *c)
         size_t n = RP_MIN(avail, room);
         if (r->resp_framing == H1_BODY_LENGTH) {
             n = (size_t)RP_MIN((uint64_t)n, r->resp_left);
+            resp_payload(c, u->in.pos, n);
             buf_append(&c->out, u->in.pos, n);
             buf_consume(&u->in, n);
             r->resp_left -= n;
@@ -957,13 +1325,9 @@ static void resp_pump(struct client *c)
         } else if (r->resp_framing == H1_BODY_CHUNKED) {
             ssize_t used;
             size_t before = buf_len(&c->out);
-            if (r->resp_decode) {
-                used = h1_chunked_feed(&r->resp_chunk, u->in.pos, n, on_decoded, c);
-            } else {
-                used = h1_chunked_feed(&r->resp_chunk, u->in.pos, n, NULL, NULL);
-                if (used > 0)
-                    buf_append(&c->out, u->in.pos, (size_t)used);
-            }
+            used = h1_chunked_feed(&r->resp_chunk, u->in.pos, n, on_chunk_data, c);
+            if (used > 0 && !r->resp_decode)
+                buf_append(&c->out, u->in.pos, (size_t)used);
             if (used < 0) {
                 upstream_fail(c, 502, "bad_upstream_response", "malformed chunked response",
                               "bad_upstream_chunked");
@@ -976,6 +1340,7 @@ static void resp_pump(struct client *c)
                 return;
             }
         } else { /* H1_BODY_CLOSE */
+            resp_payload(c, u->in.pos, n);
             buf_append(&c->out, u->in.pos, n);
             buf_consume(&u->in, n);
             r->bytes_out += n;
@@ -1024,6 +1389,12 @@ static void resp_head(struct client *c)
         if (r->status >= 500)
             r->srv->responses_5xx++;
         metrics_hist_observe(&r->srv->ttfb, r->t_first_byte - r->t_dispatch);
+        if (r->qt.active && r->model_api && r->status < 300) {
+            const struct h1_header *ct = h1_find_header(&m, "content-type");
+            bool sse = ct && ct->value.len >= 17 && rp_strieq(ct->value.p, 17, "text/event-stream");
+            llmreq_scan_init(&r->scan, sse);
+            r->scan_on = true;
+        }
         size_t before = buf_len(&c->out);
         if (!resp_head_to_client(c, &m)) {
             upstream_fail(c, 502, "bad_upstream_response", "upstream response head too large",
@@ -1037,6 +1408,8 @@ static void resp_head(struct client *c)
         r->state = R_STREAMING;
         bool keep = m.keep_alive;
         if (m.framing == H1_BODY_NONE || (m.framing == H1_BODY_LENGTH && m.content_length == 0)) {
+            if (r->has_ticket)
+                admit_first_byte(&r->srv->lim, &r->ticket, r->t_first_byte);
             resp_complete(c, keep);
             return;
         }
@@ -1213,6 +1586,16 @@ static void client_process(struct client *c)
     struct proxy *px = c->px;
     if (c->has_req) {
         struct request *r = &c->r;
+        if (r->state == R_BUFFERING) {
+            pump_request_body(c);
+            if (!c->has_req || r->finished)
+                return;
+            if (r->req_body_done)
+                req_admit(c);
+            else
+                client_update_events(c);
+            return;
+        }
         if (!r->req_body_done && r->u && (r->state == R_SENDING || r->state == R_WAIT_HEAD))
             req_send(c);
         else
@@ -1342,6 +1725,15 @@ struct proxy *proxy_create(struct ev_loop *loop, const struct config *cfg, struc
     px->lim.max_headers = RP_MIN(cfg->limits.max_headers, (size_t)H1_DEFAULT_MAX_HEADERS * 2 - 1);
     px->lim.max_uri = cfg->limits.max_uri;
     px->ups = upstream_set_create(loop, cfg);
+    for (size_t i = 0; i < px->ups->num; i++) {
+        struct upstream *up = &px->ups->ups[i];
+        up->owner = px;
+        /* Initialised once: re-initialising an armed timer would corrupt
+         * the loop's heap. */
+        ev_timer_init(&up->queue_timer, queue_expire, up);
+        ev_timer_init(&up->pump_timer, queue_pump, up);
+    }
+    px->tenants = tenant_table_new(&cfg->tenants, NULL);
     for (size_t i = 0; i < cfg->num_listen; i++) {
         const struct config_addr *a = &cfg->listen[i];
         int fd = net_listen((const struct sockaddr *)&a->ss, a->len, 4096);
@@ -1358,6 +1750,8 @@ struct proxy *proxy_create(struct ev_loop *loop, const struct config *cfg, struc
     ev_timer_init(&px->flush_timer, flush_tick, px);
     ev_timer_arm(loop, &px->flush_timer, 500000);
     metrics_register(render_metrics, px);
+    admit_metrics_register();
+    metrics_register(tenant_metrics_render, px->tenants);
     return px;
 fail:
     proxy_free(px);
@@ -1416,5 +1810,6 @@ void proxy_free(struct proxy *px)
     ev_timer_cancel(px->loop, &px->flush_timer);
     accesslog_flush(px->log);
     upstream_set_free(px->ups);
+    tenant_table_free(px->tenants);
     free(px);
 }

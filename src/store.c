@@ -30,7 +30,10 @@
 
 /* Schema.  Columns are named for what they count; "neutral" is the store's
  * name for excluded requests because "excluded" is reserved inside SQLite's
- * upsert clause. */
+ * upsert clause.  Rollups are keyed (component, time) so every query is a
+ * range scan of the primary key; folding walks it per component (the
+ * "cid IN (SELECT cid FROM components)" form) rather than scanning a year
+ * of minutes. */
 static const char store_schema[] =
     "CREATE TABLE IF NOT EXISTS components("
     "  cid INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
@@ -117,11 +120,12 @@ static const char *const store_sql[S_COUNT] = {
                    " GROUP BY day ORDER BY day",
     [S_FOLD_DAYS] = "INSERT INTO days(cid, day, total, neutral, errors, slow, worst)"
                     " SELECT cid, minute / 1440, SUM(total), SUM(neutral), SUM(errors), SUM(slow), MAX(worst)"
-                    " FROM minutes WHERE minute < ?1 GROUP BY cid, minute / 1440"
+                    " FROM minutes WHERE cid IN (SELECT cid FROM components) AND minute < ?1"
+                    " GROUP BY cid, minute / 1440"
                     " ON CONFLICT(cid, day) DO UPDATE SET total = total + excluded.total,"
                     " neutral = neutral + excluded.neutral, errors = errors + excluded.errors,"
                     " slow = slow + excluded.slow, worst = MAX(worst, excluded.worst)",
-    [S_FOLD_DELETE] = "DELETE FROM minutes WHERE minute < ?1",
+    [S_FOLD_DELETE] = "DELETE FROM minutes WHERE cid IN (SELECT cid FROM components) AND minute < ?1",
     [S_INC_INSERT] = "INSERT INTO incidents(maintenance, name, status, impact, automatic, auto_code, created_ms,"
                      " updated_ms, started_ms, monitoring_ms, resolved_ms, scheduled_for_ms, scheduled_until_ms,"
                      " auto_transition) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",

@@ -60,7 +60,13 @@ struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct conf
             s->usable = true;
             s->weight_factor = 1.0;
             rp_snprintf(s->name, sizeof s->name, "%s", s->conf->addr.text);
+            char label[sizeof s->lim.name];
+            rp_snprintf(label, sizeof label, "%s/%s", up->conf->name, s->name);
+            admit_limiter_init(&s->lim, &up->conf->overload.limiter, label, rp_now_us());
         }
+        admit_queue_init(&up->queue, &up->conf->overload.queue, up->conf->name);
+        ev_timer_init(&up->queue_timer, NULL, up);
+        ev_timer_init(&up->pump_timer, NULL, up);
     }
     return set;
 }
@@ -75,7 +81,11 @@ void upstream_set_free(struct upstream_set *set)
             struct server *s = &up->servers[j];
             while (s->idle_head)
                 upstream_conn_close(s->idle_head);
+            admit_limiter_unregister(&s->lim);
         }
+        ev_timer_cancel(up->loop, &up->queue_timer);
+        ev_timer_cancel(up->loop, &up->pump_timer);
+        admit_queue_free(&up->queue);
         free(up->servers);
     }
     free(set->ups);

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "admit.h"
 #include "buf.h"
 #include "config.h"
 #include "ev.h"
@@ -49,6 +50,7 @@ struct server {
     uint64_t timeouts;
     uint64_t responses_5xx;
     struct metrics_hist ttfb;
+    struct admit_limiter lim;  /* concurrency limit (admission control) */
 };
 
 struct upstream {
@@ -58,6 +60,10 @@ struct upstream {
     struct server *servers;
     size_t num_servers;
     unsigned rr_next;
+    struct admit_queue queue;      /* requests waiting for a free slot */
+    struct ev_timer queue_timer;   /* next queue deadline (owned by the proxy) */
+    struct ev_timer pump_timer;    /* deferred dispatch of waiters (owned by the proxy) */
+    void *owner;                   /* the proxy */
 };
 
 struct upstream_set {

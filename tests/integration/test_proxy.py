@@ -520,7 +520,8 @@ def test_access_log_has_no_secrets(gateway):
     s = connect(gw.port)
     s.sendall(b"POST /v1/chat/completions?key=sekrit-query HTTP/1.1\r\nHost: x\r\n"
               b"Authorization: Bearer sk-supersecret\r\nCookie: session=cookiesecret\r\n"
-              b"Content-Length: 14\r\n\r\nprompt-private")
+              b"Content-Length: 64\r\n\r\n"
+              b'{"messages":[{"role":"user","content":"prompt-private"}]}       ')
     assert read_response(s)[0] == 200
     s.close()
     gw.stop()

@@ -125,6 +125,10 @@ static void test_fold_400_days(void **state)
     (void)state;
     struct store *s = store_open(":memory:");
     assert_non_null(s);
+    int cid;
+    int64_t created;
+    assert_int_equal(store_component_ensure(s, "aaaaaaaaaaaa", "A", 0, &cid, &created), RP_OK);
+    assert_int_equal(cid, 1);
     int64_t today = 20416; /* days since the epoch */
     int64_t now_min = today * 1440 + 600;
     /* 410 days of history: two minutes per day, plus today. */
