@@ -314,7 +314,7 @@ run_once() { # setup url outfile
     busy=$(cpu_busy "$snap0" "$snap1")
     other=$(paste -d' ' <(echo "$snap0") <(echo "$snap1") |
         awk -v ours=$((c1 - c0 + k1 - k0)) -v w="$wrk_s" -v hz="$HZ" -v d="$DURATION" '
-        { t += $6 - $3 }
+        { t += $3 - $1 }
         END { v = 100 * (t - ours - w * hz) / hz / d; printf "%.1f", (v < 0 ? 0 : v) }')
 }
 

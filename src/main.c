@@ -16,6 +16,7 @@
 
 #include "accesslog.h"
 #include "admin.h"
+#include "canary.h"
 #include "config.h"
 #include "ev.h"
 #include "proxy.h"
@@ -128,6 +129,7 @@ static int run(const struct config *cfg)
         app.admin = admin_start(app.loop, cfg);
         if (!app.admin)
             goto out;
+        canary_admin_register(app.admin);
     }
     rp_log_info("rampart %s listening on %s (%zu upstreams)", RP_VERSION, cfg->listen[0].text, cfg->num_upstreams);
     if (ev_run(app.loop) != RP_OK)

@@ -44,7 +44,10 @@
 #include "llmreq.h"
 #include "metrics.h"
 #include "net.h"
+#include "outlier.h"
 #include "quota.h"
+#include "retry.h"
+#include "canary.h"
 #include "tenant.h"
 #include "util.h"
 
@@ -117,6 +120,12 @@ struct request {
     struct llmreq_scan scan;
     bool scan_on;
     char tenant_label[TENANT_NAME_MAX];
+
+    /* release safety */
+    int group;                 /* canary group this request prefers */
+    uint64_t tried;            /* servers already tried (bit per index) */
+    unsigned retries;
+    bool attempt_recorded;     /* outcome of the current attempt reported */
 };
 
 struct client {
@@ -153,6 +162,7 @@ struct proxy {
     struct client *clients;
     size_t num_clients;
     struct ev_timer flush_timer;
+    struct ev_timer tick_timer;
     struct tenant_table *tenants;
 
     /* metrics */
@@ -162,6 +172,7 @@ struct proxy {
     uint64_t bad_requests;
     uint64_t accepted;
     uint64_t refused_quota, refused_overload;
+    uint64_t retries;
     struct metrics_hist ttfb, total;
 };
 
@@ -773,9 +784,127 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
 /* ---------------------------------------------------------------------- */
 /* dispatch                                                                */
 
+/* Report how the current attempt ended to outlier detection and canary
+ * analysis, once per attempt. */
+static void attempt_done(struct client *c, int outcome, uint64_t ttft_us)
+{
+    struct request *r = &c->r;
+    if (r->attempt_recorded || !r->srv)
+        return;
+    r->attempt_recorded = true;
+    upstream_attempt_done(r->srv, outcome, ttft_us, ev_now(c->px->loop));
+}
+
+struct pick_ctx {
+    int group;      /* -1: any */
+    uint64_t tried;
+    bool need_slot;
+};
+
+static bool pick_accept(const struct server *s, void *arg)
+{
+    const struct pick_ctx *ctx = arg;
+    if (s->index < 64 && (ctx->tried & (1ull << s->index)))
+        return false;
+    if (ctx->group >= 0 && s->conf->group != ctx->group)
+        return false;
+    return !ctx->need_slot || admit_free_slots(&s->lim) > 0;
+}
+
+/* A server for r: in its canary group when one of those qualifies, else
+ * any group (a sticky split must not turn into an outage). */
+static struct server *pick_server(struct request *r, bool need_slot)
+{
+    struct pick_ctx ctx = {.group = r->up->canary ? r->group : -1, .tried = r->tried, .need_slot = need_slot};
+    struct server *s = upstream_pick(r->up, pick_accept, &ctx);
+    if (!s && ctx.group >= 0) {
+        ctx.group = -1;
+        s = upstream_pick(r->up, pick_accept, &ctx);
+    }
+    return s;
+}
+
+/* Which failures may be retried, by the outcome names used below. */
+static bool retry_failure_of(const char *outcome, enum retry_failure *f)
+{
+    if (strcmp(outcome, "upstream_connect_failed") == 0)
+        *f = RETRY_FAIL_CONNECT;
+    else if (strcmp(outcome, "upstream_connect_timeout") == 0)
+        *f = RETRY_FAIL_CONNECT_TIMEOUT;
+    else if (strcmp(outcome, "upstream_closed") == 0 || strcmp(outcome, "upstream_write_failed") == 0)
+        *f = RETRY_FAIL_RESET;
+    else if (strcmp(outcome, "upstream_timeout") == 0)
+        *f = RETRY_FAIL_TIMEOUT;
+    else
+        return false;
+    return true;
+}
+
+/* Try the request again on another server, if nothing has reached the
+ * client, the whole request is still in r->out, and the retry budget
+ * allows.  true when a new attempt was started. */
+static bool try_retry(struct client *c, enum retry_failure f, enum admit_outcome how)
+{
+    struct proxy *px = c->px;
+    struct request *r = &c->r;
+    uint64_t now = ev_now(px->loop);
+    if (!r->srv || r->bytes_out > 0 || r->state == R_STREAMING || r->state == R_LOCAL)
+        return false;
+    struct retry_request rr = {
+        .failure = f,
+        .retries_done = r->retries,
+        .response_started = false,
+        .idempotent = retry_method_idempotent(r->method, strlen(r->method)),
+        .body_replayable = r->replayable && r->req_body_done && r->out_sent <= buf_len(&r->out),
+    };
+    if (retry_decide(r->up->retry, &rr, now) != RETRY_YES)
+        return false;
+    struct pick_ctx probe = {.group = -1, .tried = r->tried | (r->srv->index < 64 ? 1ull << r->srv->index : 0),
+                             .need_slot = true};
+    if (!upstream_pick(r->up, pick_accept, &probe))
+        return false; /* nowhere else to go right now */
+    /* End the failed attempt: its connection, its slot. */
+    if (r->u) {
+        upstream_conn_close(r->u);
+        r->u = NULL;
+    }
+    struct server *old = r->srv;
+    r->tried = probe.tried;
+    if (r->has_ticket) {
+        admit_release(&old->lim, &r->ticket, now, how);
+        r->has_ticket = false;
+    }
+    old->inflight--;
+    px->inflight--;
+    r->srv = NULL;
+    pump_schedule(r->up);
+    struct server *s = pick_server(r, true);
+    if (!s || admit_acquire(&s->lim, now, &r->ticket) != RP_OK)
+        return false;
+    r->has_ticket = true;
+    r->retries++;
+    px->retries++;
+    r->out_sent = 0;
+    r->t_first_byte = r->t_first_body = r->t_connected = 0;
+    r->attempt_recorded = false;
+    r->status = 0;
+    req_dispatch(c, s);
+    return true;
+}
+
 static void upstream_fail(struct client *c, int status, const char *code, const char *msg, const char *outcome)
 {
     struct request *r = &c->r;
+    if (r->srv && !r->attempt_recorded) {
+        int oc = strstr(outcome, "timeout") ? OUTLIER_TIMEOUT
+                 : strcmp(outcome, "upstream_connect_failed") == 0 ? OUTLIER_CONNECT
+                                                                   : OUTLIER_5XX;
+        attempt_done(c, oc, 0);
+    }
+    enum retry_failure rf;
+    if (retry_failure_of(outcome, &rf) &&
+        try_retry(c, rf, strstr(outcome, "timeout") ? ADMIT_OVERLOADED : ADMIT_FAILED))
+        return;
     if (r->u) {
         upstream_conn_close(r->u);
         r->u = NULL;
@@ -935,13 +1064,16 @@ static void req_admit(struct client *c)
         req_refuse(c, 429, "rate_limit_exceeded", msg, quota_result_name(qr), 0, &qi);
         return;
     }
-    if (!upstream_pick(up, NULL, NULL)) {
+    r->group = canary_pick_group(up->canary, tenant_flow_key(t));
+    retry_note_request(up->retry, now);
+    struct pick_ctx any = {.group = -1};
+    if (!upstream_pick(up, pick_accept, &any)) {
         req_refuse(c, 503, "no_server", "no upstream server is available", "no_server", 5, NULL);
         return;
     }
     /* Waiters go first: a new arrival never overtakes the queue. */
     if (admit_queue_len(&up->queue) == 0) {
-        struct server *s = upstream_pick(up, server_has_slot, NULL);
+        struct server *s = pick_server(r, true);
         if (s && admit_acquire(&s->lim, now, &r->ticket) == RP_OK) {
             r->has_ticket = true;
             req_dispatch(c, s);
@@ -997,15 +1129,15 @@ static void queue_pump(struct ev_loop *loop, struct ev_timer *t, void *arg)
     struct proxy *px = up->owner;
     while (admit_queue_len(&up->queue) > 0) {
         uint64_t now = ev_now(loop);
-        struct server *s = upstream_pick(up, server_has_slot, NULL);
-        if (!s)
+        if (!upstream_pick(up, server_has_slot, NULL))
             break;
         struct admit_waiter *w = admit_dequeue(&up->queue, now);
         if (!w)
             break;
         struct client *c = client_of_waiter(w);
         c->r.queued = false;
-        if (admit_acquire(&s->lim, now, &c->r.ticket) != RP_OK) {
+        struct server *s = pick_server(&c->r, true);
+        if (!s || admit_acquire(&s->lim, now, &c->r.ticket) != RP_OK) {
             /* Cannot happen (the slot was free); fail safe. */
             refuse_overloaded(c, ADMIT_R_FULL);
             continue;
@@ -1258,6 +1390,8 @@ static void resp_payload(struct client *c, const char *data, size_t len)
         r->t_first_body = ev_now(c->px->loop);
         if (r->has_ticket)
             admit_first_byte(&r->srv->lim, &r->ticket, r->t_first_body);
+        if (r->status < 500)
+            attempt_done(c, OUTLIER_SUCCESS, r->t_first_body - r->t_dispatch);
     }
     if (r->scan_on)
         llmreq_scan_feed(&r->scan, data, len);
@@ -1380,6 +1514,16 @@ static void resp_head(struct client *c)
         }
         r->status = m.status;
         r->t_first_byte = ev_now(px->loop);
+        if (m.status >= 500) {
+            attempt_done(c, OUTLIER_5XX, 0);
+            /* A 503 before any byte went out: another server may serve it. */
+            if (m.status == 503 && try_retry(c, RETRY_FAIL_STATUS_503, ADMIT_OVERLOADED))
+                return;
+            if (!r->u) {
+                upstream_fail(c, 503, "upstream_unavailable", "upstream answered 503", "upstream_503");
+                return;
+            }
+        }
         r->resp_framing = m.framing;
         r->resp_left = m.content_length;
         h1_chunked_init(&r->resp_chunk);
@@ -1410,6 +1554,8 @@ static void resp_head(struct client *c)
         if (m.framing == H1_BODY_NONE || (m.framing == H1_BODY_LENGTH && m.content_length == 0)) {
             if (r->has_ticket)
                 admit_first_byte(&r->srv->lim, &r->ticket, r->t_first_byte);
+            if (r->status < 500)
+                attempt_done(c, OUTLIER_SUCCESS, r->t_first_byte - r->t_dispatch);
             resp_complete(c, keep);
             return;
         }
@@ -1708,6 +1854,14 @@ static void render_metrics(struct sbuf *out, void *arg)
     metrics_hist_render(out, "rampart_request_duration_seconds", "", &px->total);
 }
 
+/* Periodic release-safety and limiter work. */
+static void housekeeping_tick(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+    struct proxy *px = arg;
+    upstream_tick(px->ups, ev_now(loop));
+    ev_timer_arm(loop, t, 100000);
+}
+
 static void flush_tick(struct ev_loop *loop, struct ev_timer *t, void *arg)
 {
     struct proxy *px = arg;
@@ -1749,6 +1903,8 @@ struct proxy *proxy_create(struct ev_loop *loop, const struct config *cfg, struc
     }
     ev_timer_init(&px->flush_timer, flush_tick, px);
     ev_timer_arm(loop, &px->flush_timer, 500000);
+    ev_timer_init(&px->tick_timer, housekeeping_tick, px);
+    ev_timer_arm(loop, &px->tick_timer, 100000);
     metrics_register(render_metrics, px);
     admit_metrics_register();
     metrics_register(tenant_metrics_render, px->tenants);
@@ -1808,6 +1964,7 @@ void proxy_free(struct proxy *px)
         client_close(px->clients);
     close_listeners(px);
     ev_timer_cancel(px->loop, &px->flush_timer);
+    ev_timer_cancel(px->loop, &px->tick_timer);
     accesslog_flush(px->log);
     upstream_set_free(px->ups);
     tenant_table_free(px->tenants);

@@ -20,7 +20,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "canary.h"
+#include "health.h"
 #include "net.h"
+#include "outlier.h"
+#include "retry.h"
 #include "util.h"
 
 static void pool_idle_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
@@ -38,6 +42,29 @@ static void pool_idle_event(struct ev_loop *loop, int fd, uint32_t events, void 
     /* An idle connection must stay silent: EOF, an error or stray bytes all
      * mean it is no longer usable. */
     upstream_conn_close(arg);
+}
+
+static void on_health_change(void *arg, size_t idx, bool up_now)
+{
+    struct upstream *up = arg;
+    if (idx >= up->num_servers)
+        return;
+    if (up->outlier)
+        outlier_set_available(up->outlier, idx, up_now);
+    if (!up_now)
+        upstream_pool_flush(&up->servers[idx]);
+}
+
+static void register_release_metrics(void)
+{
+    static bool done;
+    if (done)
+        return;
+    done = true;
+    metrics_register(health_metrics_render, NULL);
+    metrics_register(outlier_metrics_render, NULL);
+    metrics_register(retry_metrics_render, NULL);
+    metrics_register(canary_metrics_render, NULL);
 }
 
 struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct config *cfg)
@@ -65,9 +92,17 @@ struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct conf
             admit_limiter_init(&s->lim, &up->conf->overload.limiter, label, rp_now_us());
         }
         admit_queue_init(&up->queue, &up->conf->overload.queue, up->conf->name);
+        uint64_t now = rp_now_us();
+        up->health = health_checker_new(loop, up->conf->name, &up->conf->health, up->conf->servers,
+                                        up->num_servers, on_health_change, up);
+        up->outlier = outlier_new(up->conf->name, &up->conf->outlier, up->conf->servers, up->num_servers, now);
+        up->retry = retry_budget_new(up->conf->name, &up->conf->retry);
+        if (up->conf->has_canary)
+            up->canary = canary_new(up->conf->name, &up->conf->canary, now);
         ev_timer_init(&up->queue_timer, NULL, up);
         ev_timer_init(&up->pump_timer, NULL, up);
     }
+    register_release_metrics();
     return set;
 }
 
@@ -83,6 +118,10 @@ void upstream_set_free(struct upstream_set *set)
                 upstream_conn_close(s->idle_head);
             admit_limiter_unregister(&s->lim);
         }
+        health_checker_free(up->health);
+        outlier_free(up->outlier);
+        retry_budget_free(up->retry);
+        canary_free(up->canary);
         ev_timer_cancel(up->loop, &up->queue_timer);
         ev_timer_cancel(up->loop, &up->pump_timer);
         admit_queue_free(&up->queue);
@@ -106,10 +145,13 @@ struct server *upstream_pick(struct upstream *up, upstream_accept_fn accept, voi
     size_t n = up->num_servers;
     struct server *cand[CONFIG_MAX_SERVERS];
     size_t k = 0;
+    uint64_t now = ev_now(up->loop);
     for (size_t i = 0; i < n; i++) {
         struct server *s = &up->servers[i];
-        if (s->usable && (!accept || accept(s, arg)))
+        if (upstream_server_eligible(s, now) && (!accept || accept(s, arg))) {
+            s->weight_factor = health_checker_weight(up->health, (size_t)s->index, now);
             cand[k++] = s;
+        }
     }
     if (k == 0)
         return NULL;
@@ -130,6 +172,43 @@ struct server *upstream_pick(struct upstream *up, upstream_accept_fn accept, voi
     if (b >= a)
         b++;
     return server_load(cand[a]) <= server_load(cand[b]) ? cand[a] : cand[b];
+}
+
+bool upstream_server_eligible(const struct server *s, uint64_t now_us)
+{
+    const struct upstream *up = s->up;
+    return s->usable && health_checker_up(up->health, (size_t)s->index) &&
+           (!up->outlier || outlier_eligible(up->outlier, (size_t)s->index, now_us));
+}
+
+void upstream_pool_flush(struct server *s)
+{
+    while (s->idle_head)
+        upstream_conn_close(s->idle_head);
+}
+
+void upstream_attempt_done(struct server *s, int outcome, uint64_t ttft_us, uint64_t now_us)
+{
+    struct upstream *up = s->up;
+    if (up->outlier && outlier_report(up->outlier, (size_t)s->index, (enum outlier_outcome)outcome, now_us)) {
+        up->ejections++;
+        upstream_pool_flush(s);
+    }
+    if (up->canary)
+        canary_record(up->canary, s->conf->group, outcome != OUTLIER_SUCCESS, ttft_us, now_us);
+}
+
+void upstream_tick(struct upstream_set *set, uint64_t now_us)
+{
+    for (size_t i = 0; i < set->num; i++) {
+        struct upstream *up = &set->ups[i];
+        if (up->outlier)
+            outlier_tick(up->outlier, now_us);
+        if (up->canary)
+            canary_tick(up->canary, now_us);
+        for (size_t j = 0; j < up->num_servers; j++)
+            admit_limiter_tick(&up->servers[j].lim, now_us);
+    }
 }
 
 static void pool_unlink(struct uconn *u)

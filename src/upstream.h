@@ -22,6 +22,10 @@
 
 struct upstream;
 struct server;
+struct health_checker;
+struct outlier;
+struct retry_budget;
+struct canary;
 
 struct uconn {
     int fd;
@@ -40,7 +44,7 @@ struct server {
     const struct config_server *conf;
     char name[64];             /* address text */
     unsigned inflight;         /* requests dispatched and not finished */
-    bool usable;               /* false while failed/ejected (release control) */
+    bool usable;               /* false when administratively disabled */
     double weight_factor;      /* 0..1 slow-start ramp; 1 normally */
     struct uconn *idle_head;   /* idle pool (LIFO) */
     size_t idle_count;
@@ -64,6 +68,12 @@ struct upstream {
     struct ev_timer queue_timer;   /* next queue deadline (owned by the proxy) */
     struct ev_timer pump_timer;    /* deferred dispatch of waiters (owned by the proxy) */
     void *owner;                   /* the proxy */
+    /* release safety (NULL when not configured) */
+    struct health_checker *health; /* active checks */
+    struct outlier *outlier;       /* passive ejection */
+    struct retry_budget *retry;    /* retry budget */
+    struct canary *canary;         /* stable/canary split and analysis */
+    uint64_t ejections;
 };
 
 struct upstream_set {
@@ -80,6 +90,17 @@ void upstream_set_free(struct upstream_set *set);
  * arg) is true (accept may be NULL).  NULL when none qualifies. */
 typedef bool (*upstream_accept_fn)(const struct server *srv, void *arg);
 struct server *upstream_pick(struct upstream *up, upstream_accept_fn accept, void *arg);
+
+/* May s take new requests now: not disabled, passing its health checks,
+ * not ejected as an outlier. */
+bool upstream_server_eligible(const struct server *s, uint64_t now_us);
+/* Close every idle pooled connection of s (it went down or was ejected). */
+void upstream_pool_flush(struct server *s);
+/* Record how an attempt on s ended, for outlier detection and canary
+ * analysis.  outcome: enum outlier_outcome; ttft_us 0 when unknown. */
+void upstream_attempt_done(struct server *s, int outcome, uint64_t ttft_us, uint64_t now_us);
+/* Periodic work (outlier ejection expiry, canary analysis); ~100 ms. */
+void upstream_tick(struct upstream_set *set, uint64_t now_us);
 
 /* A pooled connection that is still alive, or NULL (the caller connects). */
 struct uconn *upstream_pool_get(struct server *srv);

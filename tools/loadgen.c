@@ -198,6 +198,8 @@ static struct {
     uint64_t t0;              /* absolute start */
     size_t phase;             /* current arrival phase */
     uint64_t next_arrival;    /* relative to t0 */
+    double next_arrival_f;    /* the same, unrounded, so fixed gaps of a
+                               * fractional microsecond do not drift */
     bool arrivals_done;
     struct ev_timer arrive;
     struct ev_timer drain;
@@ -929,9 +931,10 @@ static bool next_arrival(void)
         const struct lg_phase *p = &cfg.phases[lg.phase];
         if (p->rate > 0) {
             double gap = cfg.poisson ? -log(1.0 - rp_rand01()) / p->rate : 1.0 / p->rate;
-            uint64_t t = lg.next_arrival + (uint64_t)(gap * 1e6);
-            if (t < p->end_us) {
-                lg.next_arrival = t;
+            double t = lg.next_arrival_f + gap * 1e6;
+            if (t < (double)p->end_us) {
+                lg.next_arrival_f = t;
+                lg.next_arrival = (uint64_t)t;
                 return true;
             }
         }
@@ -941,6 +944,7 @@ static bool next_arrival(void)
              * one exponential gap into it (Poisson). */
             const struct lg_phase *q = &cfg.phases[lg.phase];
             lg.next_arrival = q->start_us;
+            lg.next_arrival_f = (double)q->start_us;
             if (q->rate > 0 && !cfg.poisson)
                 return true;
         }

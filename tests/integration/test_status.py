@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -23,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, ROOT, Proc, binary, free_port, wait_port
+from conftest import BUILD, Proc, binary, wait_port
 
 TOKEN = "status-test-token-0123456789"
 
@@ -55,16 +56,29 @@ def status_yaml(status_port, db, extra=""):
 {extra}"""
 
 
+def distinct_ports(n):
+    """n loopback ports that were free a moment ago, all different (the
+    sockets stay open until every port is chosen)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 class Gateway:
     """llmsim behind rampart with admin and status listeners."""
 
     def __init__(self, start, workdir, extra="", sim_port=None):
         self.start = start
         self.dir = workdir
-        self.sim_port = sim_port or free_port()
-        self.port = free_port()
-        self.admin_port = free_port()
-        self.status_port = free_port()
+        self.port, self.admin_port, self.status_port, port4 = distinct_ports(4)
+        self.sim_port = sim_port or port4
         self.db = os.path.join(workdir, "status.db")
         token_file = os.path.join(workdir, "token")
         with open(token_file, "w") as f:
@@ -89,7 +103,12 @@ log: {{access: "off"}}
 
     def start_gateway(self):
         self.gw = self.start([binary("rampart"), "-c", self.conf], wait_for_port=self.port)
-        wait_port(self.status_port, timeout=5)
+        for port in (self.admin_port, self.status_port):
+            try:
+                wait_port(port, timeout=10)
+            except TimeoutError:
+                _, err = self.gw.output()
+                raise RuntimeError(f"port {port} not listening; rampart said: {err.decode(errors='replace')[-800:]}")
 
 
 def _probe_wired():
