@@ -142,6 +142,7 @@ struct client {
     bool close_after;          /* close once c->out is flushed */
     bool has_req;
     bool out_blocked;          /* c->out waits for EV_WRITE */
+    bool dead;                 /* closed; memory freed at the end of the loop pass */
     struct request r;
 };
 
@@ -161,6 +162,8 @@ struct proxy {
     void *drained_arg;
     struct client *clients;
     size_t num_clients;
+    struct client *graveyard;  /* closed clients awaiting free */
+    struct ev_timer reap_timer;
     struct ev_timer flush_timer;
     struct ev_timer tick_timer;
     struct tenant_table *tenants;
@@ -252,6 +255,8 @@ static void client_reply_error(struct client *c, int status, const char *code, c
 
 static void client_set_timer(struct client *c, uint64_t us)
 {
+    if (c->dead)
+        return;
     ev_timer_arm(c->px->loop, &c->timer, us);
 }
 
@@ -260,6 +265,8 @@ static void maybe_resume_accept(struct proxy *px);
 static void client_close(struct client *c)
 {
     struct proxy *px = c->px;
+    if (c->dead)
+        return;
     if (c->has_req) {
         struct request *r = &c->r;
         if (r->u) {
@@ -276,6 +283,7 @@ static void client_close(struct client *c)
     ev_timer_cancel(px->loop, &c->timer);
     ev_del(px->loop, c->fd);
     close(c->fd);
+    c->fd = -1;
     buf_release(&c->in);
     buf_release(&c->out);
     if (c->prev)
@@ -285,7 +293,12 @@ static void client_close(struct client *c)
     if (c->next)
         c->next->prev = c->prev;
     px->num_clients--;
-    free(c);
+    /* The memory outlives this call: callers up the stack may still look
+     * at c (and see c->dead); it is freed once the loop pass is over. */
+    c->dead = true;
+    c->next = px->graveyard;
+    px->graveyard = c;
+    ev_timer_arm(px->loop, &px->reap_timer, 0);
     maybe_resume_accept(px);
     if (px->draining && px->num_clients == 0 && px->drained_cb) {
         void (*cb)(void *) = px->drained_cb;
@@ -298,6 +311,8 @@ static void client_close(struct client *c)
  * no reply is pending a flush-then-close; write while c->out is blocked. */
 static void client_update_events(struct client *c)
 {
+    if (c->dead)
+        return;
     uint32_t m = 0;
     bool room = buf_free_tail(&c->in) > 0 || c->in.pos != c->in.start;
     if (room && !c->close_after)
@@ -1282,7 +1297,7 @@ static void req_send(struct client *c)
         if (c->r.client_minor >= 1)
             buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         client_flush(c);
-        if (!c->has_req)
+        if (c->dead || !c->has_req)
             return;
     }
     pump_request_body(c);
@@ -1425,7 +1440,7 @@ static void resp_complete(struct client *c, bool upstream_reusable)
     req_clear(c);
     client_set_timer(c, c->px->cfg->timeouts.client_idle_us);
     client_flush(c);
-    if (!c->close_after && c->fd >= 0)
+    if (!c->dead && !c->close_after)
         client_process(c);
 }
 
@@ -1611,7 +1626,7 @@ static void upstream_read(struct client *c)
     } else {
         resp_head(c);
     }
-    if (c->has_req && c->r.u == u)
+    if (!c->dead && c->has_req && c->r.u == u)
         client_flush(c);
 }
 
@@ -1654,6 +1669,8 @@ static void upstream_event(struct ev_loop *loop, int fd, uint32_t events, void *
 static void client_flush(struct client *c)
 {
     struct proxy *px = c->px;
+    if (c->dead)
+        return;
     while (!buf_empty(&c->out)) {
         ssize_t w = buf_write_fd(&c->out, c->fd);
         if (w == RP_AGAIN) {
@@ -1854,6 +1871,18 @@ static void render_metrics(struct sbuf *out, void *arg)
     metrics_hist_render(out, "rampart_request_duration_seconds", "", &px->total);
 }
 
+static void reap_clients(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+    RP_UNUSED(loop);
+    RP_UNUSED(t);
+    struct proxy *px = arg;
+    while (px->graveyard) {
+        struct client *c = px->graveyard;
+        px->graveyard = c->next;
+        free(c);
+    }
+}
+
 /* Periodic release-safety and limiter work. */
 static void housekeeping_tick(struct ev_loop *loop, struct ev_timer *t, void *arg)
 {
@@ -1903,6 +1932,7 @@ struct proxy *proxy_create(struct ev_loop *loop, const struct config *cfg, struc
     }
     ev_timer_init(&px->flush_timer, flush_tick, px);
     ev_timer_arm(loop, &px->flush_timer, 500000);
+    ev_timer_init(&px->reap_timer, reap_clients, px);
     ev_timer_init(&px->tick_timer, housekeeping_tick, px);
     ev_timer_arm(loop, &px->tick_timer, 100000);
     metrics_register(render_metrics, px);
@@ -1965,6 +1995,8 @@ void proxy_free(struct proxy *px)
     close_listeners(px);
     ev_timer_cancel(px->loop, &px->flush_timer);
     ev_timer_cancel(px->loop, &px->tick_timer);
+    ev_timer_cancel(px->loop, &px->reap_timer);
+    reap_clients(px->loop, &px->reap_timer, px);
     accesslog_flush(px->log);
     upstream_set_free(px->ups);
     tenant_table_free(px->tenants);

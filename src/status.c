@@ -2080,6 +2080,8 @@ struct status *status_create(struct ev_loop *loop, const struct status_conf *sc,
         ev_timer_init(&st->timer, status_timer_cb, st);
         ev_timer_arm(loop, &st->timer, TICK_US);
         metrics_register(status_metrics, st);
+        rp_log_info("status: listening on %s (%zu components, history in %s)", sc->listen_text, st->ncomps,
+                    sc->db_path ? sc->db_path : "rampart-status.db");
     }
     if (admin) {
         admin_route(admin, "/api/v1/incidents", status_admin, st);

@@ -22,8 +22,8 @@
  *   - vLLM's benchmark_serving.py (the field's reference, open-loop Poisson)
  *     is not packaged and needs the Python ML stack.
  * loadgen reuses the gateway's event loop (ev.c) and HTTP parser (h1.c), so
- * it is one single-threaded process that keeps up with several thousand
- * new connections per second (docs/loadgen.md has the measurement).
+ * it is one single-threaded process that sustains 10,000 requests per
+ * second on new connections (docs/loadgen.md has the measurement).
  *
  * Per request it records: phase, tenant, priority, max_tokens, status,
  * time to response head, time to first token (first SSE event with

@@ -83,6 +83,7 @@ class Gateway:
         token_file = os.path.join(workdir, "token")
         with open(token_file, "w") as f:
             f.write(TOKEN + "\n")
+        os.chmod(token_file, 0o600)
         self.conf = os.path.join(workdir, "rampart.yaml")
         with open(self.conf, "w") as f:
             f.write(f"""listen: 127.0.0.1:{self.port}
