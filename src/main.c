@@ -20,6 +20,7 @@
 #include "config.h"
 #include "ev.h"
 #include "proxy.h"
+#include "status.h"
 #include "util.h"
 
 static const char usage_text[] =
@@ -32,6 +33,7 @@ struct app {
     struct ev_loop *loop;
     struct proxy *px;
     struct admin *admin;
+    struct status *status;
     struct ev_timer drain_timer;
     int sigfd;
     bool stopping;
@@ -69,6 +71,8 @@ static void signal_event(struct ev_loop *loop, int fd, uint32_t events, void *ar
                     (unsigned long long)(app->cfg->timeouts.drain_us / 1000));
         if (app->admin)
             admin_stop_accepting(app->admin);
+        if (app->status)
+            status_stop_accepting(app->status);
         ev_timer_init(&app->drain_timer, drain_timeout, app);
         ev_timer_arm(loop, &app->drain_timer, app->cfg->timeouts.drain_us);
         proxy_drain(app->px, drained, app);
@@ -131,11 +135,20 @@ static int run(const struct config *cfg)
             goto out;
         canary_admin_register(app.admin);
     }
+    if (cfg->has_status) {
+        app.status = status_create(app.loop, &cfg->status, cfg, app.admin);
+        if (!app.status)
+            goto out;
+        proxy_set_status(app.px, app.status);
+    }
     rp_log_info("rampart %s listening on %s (%zu upstreams)", RP_VERSION, cfg->listen[0].text, cfg->num_upstreams);
     if (ev_run(app.loop) != RP_OK)
         goto out;
     rc = 0;
 out:
+    if (app.px)
+        proxy_set_status(app.px, NULL);
+    status_free(app.status);
     admin_free(app.admin);
     proxy_free(app.px);
     accesslog_close(log);

@@ -48,6 +48,7 @@
 #include "quota.h"
 #include "retry.h"
 #include "canary.h"
+#include "status.h"
 #include "tenant.h"
 #include "util.h"
 
@@ -126,6 +127,7 @@ struct request {
     uint64_t tried;            /* servers already tried (bit per index) */
     unsigned retries;
     bool attempt_recorded;     /* outcome of the current attempt reported */
+    bool quota_refused;        /* answered 429 by our own quotas */
 };
 
 struct client {
@@ -167,6 +169,7 @@ struct proxy {
     struct ev_timer flush_timer;
     struct ev_timer tick_timer;
     struct tenant_table *tenants;
+    struct status *status;
 
     /* metrics */
     uint64_t requests[CONFIG_MAX_UPSTREAMS + 1][CLASS_SLOTS]; /* last row: no upstream */
@@ -542,6 +545,12 @@ static void req_finish(struct client *c, int status, const char *outcome)
         .total_us = since(now, r->t_start),
     };
     accesslog_write(px->log, &e);
+    if (px->status && r->up) {
+        int comp = status_component_for(px->status, r->up->index, r->path, strlen(r->path));
+        int64_t fb = since(r->t_first_body ? r->t_first_body : r->t_first_byte, r->t_start);
+        status_observe(px->status, comp, status, fb < 0 ? 0 : (uint64_t)fb, now - r->t_start, r->quota_refused,
+                       now);
+    }
     r->outcome = outcome;
     r->status = status;
 }
@@ -1073,6 +1082,7 @@ static void req_admit(struct client *c)
     enum quota_result qr = quota_reserve(&t->quota, &t->policy->quota, need, now, &r->qt, &qi);
     if (qr != QUOTA_OK) {
         px->refused_quota++;
+        r->quota_refused = true;
         const char *msg = qr == QUOTA_REQUESTS ? "rate limit reached for requests"
                           : qr == QUOTA_TOKENS ? "rate limit reached for tokens"
                                                : "request is larger than the token budget per minute";
@@ -1973,6 +1983,11 @@ void proxy_drain(struct proxy *px, void (*done)(void *arg), void *arg)
         px->drained_cb = NULL;
         done(arg);
     }
+}
+
+void proxy_set_status(struct proxy *px, struct status *st)
+{
+    px->status = st;
 }
 
 size_t proxy_connections(const struct proxy *px)

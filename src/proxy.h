@@ -24,4 +24,8 @@ size_t proxy_connections(const struct proxy *px);
 int proxy_port(const struct proxy *px);
 void proxy_free(struct proxy *px);
 
+struct status;
+/* Feed finished requests to the status model (may be NULL). */
+void proxy_set_status(struct proxy *px, struct status *st);
+
 #endif

@@ -1,0 +1,425 @@
+"""Safe releases end to end: rampart in front of several llmsim servers.
+
+Each test starts its own llmsim processes and rampart on free loopback
+ports, injects a fault through llmsim's run-time configuration
+(POST /sim/config: health_fail, error_rate, bad_release) and checks one
+promise of docs/releases.md from the outside, through llmsim's own counters
+(/sim/stats), rampart's metrics and the canary admin API:
+
+- a server failing its health checks is out within interval x fall and
+  comes back with slow start;
+- an outlier is ejected, and never every server at once;
+- retries recover connect failures, but stop at the budget in an overload;
+- a bad canary is rolled back automatically, a healthy one with the same
+  noise is promoted;
+- a stream that broke mid-response is never retried;
+- the admin API steers a canary, and refuses writes without the token.
+
+Intervals in the configurations are short (100 ms - 1 s) so the whole file
+runs in well under two minutes; bounds are generous so a loaded machine
+does not make the tests flaky.
+"""
+import json
+import random
+import re
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import binary, free_port, wait_port
+
+ADMIN_TOKEN = "release-test-token-3f9c2a"
+
+# A fast model: a request of a few tokens takes ~10 ms.
+FAST_SIM = ["--slots", "64", "--token-ms", "2", "--prefill-base-ms", "2", "--prefill-per-token-us", "0",
+            "--batch-slowdown", "0"]
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+class Sim:
+    def __init__(self, proc, port):
+        self.proc, self.port = proc, port
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stats(self):
+        return json.loads(http(self.port, "GET", "/sim/stats")[2])
+
+    def served(self):
+        return self.stats()["requests_served"]
+
+    def received(self):
+        return self.stats()["requests_received"]
+
+    def config(self, **fields):
+        status, _, body = http(self.port, "POST", "/sim/config", json.dumps(fields).encode())
+        assert status == 200, body
+        return json.loads(body)
+
+
+def start_sim(procs, seed=3, args=FAST_SIM):
+    port = free_port()
+    p = procs([binary("llmsim"), "--port", str(port), "--seed", str(seed), *args], wait_for_port=port)
+    return Sim(p, port)
+
+
+def dead_port():
+    """A loopback port nothing listens on (connect is refused)."""
+    return free_port()
+
+
+def start_gateway(procs, tmp_path, upstream_yaml, token=True):
+    """rampart with one upstream `chat` (its body given as YAML, indented
+    by 4 spaces) and an admin listener with a token file."""
+    port, aport = free_port(), free_port()
+    text = f"listen: 127.0.0.1:{port}\nupstreams:\n  chat:\n{upstream_yaml}"
+    text += f"admin:\n  listen: 127.0.0.1:{aport}\n"
+    if token:
+        tf = tmp_path / "admin.token"
+        tf.write_text(ADMIN_TOKEN + "\n")
+        tf.chmod(0o600)
+        text += f"  token_file: {tf}\n"
+    # A static, generous concurrency limit: these tests are about release
+    # safety, not about admission control shaping the traffic.
+    text += ("log:\n  access: off\n"
+             "overload:\n  limiter: {max_concurrency: 256}\n  queue: {max_length: 4096, max_wait: 30s}\n")
+    cfg = tmp_path / "rampart.yaml"
+    cfg.write_text(text)
+    p = procs([binary("rampart"), "-c", str(cfg)], wait_for_port=port)
+    wait_port(aport)
+    p.port, p.admin_port = port, aport
+    return p
+
+
+def servers_yaml(*entries):
+    """entries: "host:port" or (address, group)."""
+    out = "    servers:\n"
+    for e in entries:
+        if isinstance(e, tuple):
+            out += f"      - {{address: {e[0]}, group: {e[1]}}}\n"
+        else:
+            out += f"      - {e}\n"
+    return out
+
+
+# --------------------------------------------------------------------------
+# HTTP over raw sockets
+
+
+def read_response(sock):
+    """(status, headers, body) of one response; a chunked body is decoded.
+    Raises EOFError when the connection ends before the response does."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(65536)
+        if not d:
+            raise EOFError(buf)
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    hdrs = {}
+    for l in lines[1:]:
+        k, v = l.split(":", 1)
+        hdrs[k.strip().lower()] = v.strip()
+
+    def more():
+        d = sock.recv(65536)
+        if not d:
+            raise EOFError(rest)
+        return d
+
+    if "content-length" in hdrs:
+        n = int(hdrs["content-length"])
+        while len(rest) < n:
+            rest += more()
+        return status, hdrs, rest[:n]
+    if hdrs.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            while b"\r\n" not in rest:
+                rest += more()
+            size_line, rest = rest.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(rest) < size + 2:
+                rest += more()
+            body += rest[:size]
+            rest = rest[size + 2:]
+            if size == 0:
+                return status, hdrs, body
+    body = rest
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return status, hdrs, body
+        body += d
+
+
+def http(port, method, path, body=b"", headers=(), timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        h = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
+        for k, v in headers:
+            h += f"{k}: {v}\r\n"
+        s.sendall(h.encode() + b"\r\n" + body)
+        return read_response(s)
+    finally:
+        s.close()
+
+
+def chat_body(max_tokens=2, stream=False):
+    b = {"model": "llmsim-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens,
+         "stream": stream}
+    return json.dumps(b).encode()
+
+
+def chat(port, tenant="t0", max_tokens=2, stream=False, timeout=10):
+    """One chat completion through rampart: the status, or 0 when the
+    connection failed or the response was cut."""
+    try:
+        status, _, _ = http(port, "POST", "/v1/chat/completions", chat_body(max_tokens, stream),
+                            (("Authorization", f"Bearer {tenant}"), ("Content-Type", "application/json")),
+                            timeout=timeout)
+        return status
+    except (OSError, EOFError):
+        return 0
+
+
+def metrics(admin_port):
+    """{(name, frozenset(labels)): value} from /metrics."""
+    text = http(admin_port, "GET", "/metrics")[2].decode()
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$', line)
+        if not m:
+            continue
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def metric(ms, name, **labels):
+    """Sum of a metric over the series that carry the given labels."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in ms.items() if n == name and want <= set(ls))
+
+
+def canary_state(gw):
+    status, _, body = http(gw.admin_port, "GET", "/api/v1/canary/chat")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def canary_action(gw, token=ADMIN_TOKEN, **action):
+    hdrs = [("Content-Type", "application/json")]
+    if token is not None:
+        hdrs.append(("Authorization", f"Bearer {token}"))
+    status, _, body = http(gw.admin_port, "POST", "/api/v1/canary/chat", json.dumps(action).encode(), hdrs)
+    return status, json.loads(body) if body.strip() else None
+
+
+def wait_for(pred, timeout=10.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+class Load:
+    """Closed-loop background load: `workers` threads, each sending one
+    chat completion after the other (optionally pausing `gap` seconds),
+    for tenants drawn at random from `tenants`.  Counts statuses."""
+
+    def __init__(self, port, workers=8, tenants=200, gap=0.0, max_tokens=2, stream=False, seed=1):
+        self.port, self.gap, self.max_tokens, self.stream = port, gap, max_tokens, stream
+        self.tenants = [f"tenant-{seed}-{i}" for i in range(tenants)]
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.statuses = {}
+        self.stop_ev = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            with self.lock:
+                tenant = self.rng.choice(self.tenants)
+            st = chat(self.port, tenant, self.max_tokens, self.stream)
+            with self.lock:
+                self.statuses[st] = self.statuses.get(st, 0) + 1
+            if self.gap:
+                time.sleep(self.gap)
+
+    def counts(self):
+        with self.lock:
+            return dict(self.statuses)
+
+    def total(self):
+        return sum(self.counts().values())
+
+    def stop(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(15)
+        return self.counts()
+
+
+@pytest.fixture
+def loads():
+    started = []
+
+    def start(*a, **kw):
+        ld = Load(*a, **kw)
+        started.append(ld)
+        return ld
+
+    yield start
+    for ld in started:
+        ld.stop()
+
+
+# --------------------------------------------------------------------------
+# health checks
+
+
+def test_failing_health_checks_take_a_server_out_and_slow_start_brings_it_back(procs, tmp_path, loads):
+    sims = [start_sim(procs, seed=s) for s in (1, 2, 3)]
+    interval, fall, rise, slow_start = 0.2, 2, 2, 4.0
+    gw = start_gateway(procs, tmp_path, servers_yaml(*(s.addr for s in sims)) +
+                       f"    health_check: {{path: /health, interval: 200ms, timeout: 100ms, rise: {rise}, "
+                       f"fall: {fall}, slow_start: 4s}}\n"
+                       "    outlier: {enabled: false}\n")
+    bad = sims[0]
+    name = bad.addr
+    # Enough concurrency that every server has requests in flight: the
+    # balancer weighs in-flight counts by the slow-start factor, so the
+    # ramp shows in the traffic share only under concurrent load.
+    load = loads(gw.port, workers=12, max_tokens=8)
+    assert wait_for(lambda: bad.served() > 20), "the server never got traffic"
+
+    bad.config(health_fail=True)
+    t_fail = time.monotonic()
+    # Out within interval x fall (+ one interval for the probe phase, plus
+    # slack for a loaded machine).
+    assert wait_for(lambda: metric(metrics(gw.admin_port), "rampart_health_up", server=name) == 0,
+                    timeout=interval * fall + 2.0), "server not marked down"
+    took = time.monotonic() - t_fail
+    assert took <= interval * (fall + 1) + 1.5, f"marked down after {took:.2f}s"
+    time.sleep(0.3)  # requests dispatched just before the transition finish
+    served_down = bad.served()
+    others_before = sum(s.served() for s in sims[1:])
+    time.sleep(1.5)
+    assert bad.served() == served_down, "a down server still received requests"
+    assert sum(s.served() for s in sims[1:]) > others_before + 50, "the other servers stopped serving"
+    ms = metrics(gw.admin_port)
+    assert metric(ms, "rampart_health_down_total", server=name) == 1
+    assert metric(ms, "rampart_health_checks_total", server=name, result="status") >= fall
+    assert metric(ms, "rampart_health_weight_ratio", server=name) == 0
+
+    # Recovery: up after `rise` passes, then the weight ramps 10% -> 100%
+    # over slow_start, and so does the server's share of the traffic.
+    bad.config(health_fail=False)
+    assert wait_for(lambda: metric(metrics(gw.admin_port), "rampart_health_up", server=name) == 1,
+                    timeout=interval * rise + 2.0), "server never came back"
+    weights, shares = [], []
+    prev_bad, prev_all = bad.served(), sum(s.served() for s in sims)
+    for _ in range(5):
+        time.sleep(1.0)
+        weights.append(metric(metrics(gw.admin_port), "rampart_health_weight_ratio", server=name))
+        now_bad, now_all = bad.served(), sum(s.served() for s in sims)
+        shares.append((now_bad - prev_bad) / max(1, now_all - prev_all))
+        prev_bad, prev_all = now_bad, now_all
+    load.stop()
+    # The weight metric ramps monotonically from the floor and reaches 1.
+    assert 0.1 <= weights[0] < 0.6, weights
+    assert all(a <= b for a, b in zip(weights, weights[1:])), weights
+    assert weights[-1] == 1.0, weights
+    # The share of the first second is well below the fair third, the
+    # last one close to it.
+    assert shares[0] < 0.2, shares
+    assert shares[-1] > 0.22, shares
+    assert shares[0] < shares[-1] - 0.1, shares
+
+
+# --------------------------------------------------------------------------
+# outlier ejection
+
+
+def ejected_set(gw, sims):
+    ms = metrics(gw.admin_port)
+    return {i for i, s in enumerate(sims) if metric(ms, "rampart_outlier_ejected", server=s.addr) == 1}
+
+
+def test_outlier_is_ejected_and_never_all_servers(procs, tmp_path, loads):
+    sims = [start_sim(procs, seed=s) for s in (4, 5, 6)]
+    gw = start_gateway(procs, tmp_path, servers_yaml(*(s.addr for s in sims)) +
+                       "    outlier: {consecutive_failures: 5, interval: 500ms, window: 5s, min_requests: 20,\n"
+                       "              base_ejection: 20s, max_ejection_percent: 50}\n"
+                       "    retry: {max_per_request: 0}\n")
+    load = loads(gw.port, workers=6)
+    assert wait_for(lambda: all(s.served() > 10 for s in sims))
+
+    # One server fails everything: it is ejected, the others are not.
+    sims[0].config(error_rate=1.0)
+    assert wait_for(lambda: ejected_set(gw, sims) == {0}, timeout=5), ejected_set(gw, sims)
+    ms = metrics(gw.admin_port)
+    assert metric(ms, "rampart_outlier_ejections_total", server=sims[0].addr) == 1
+    time.sleep(0.2)
+    received = sims[0].received()
+    before = load.counts()
+    time.sleep(1.5)
+    after = load.counts()
+    assert sims[0].received() == received, "an ejected server still received requests"
+    new = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert new.get(200, 0) > 50 and sum(v for k, v in new.items() if k != 200) == 0, new
+
+    # Every server fails everything: the cap (50% of 3 = 1 server) keeps
+    # the other two in, and requests are still attempted on them.
+    for s in sims:
+        s.config(error_rate=1.0)
+    rec = [s.received() for s in sims]
+    seen = set()
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        e = ejected_set(gw, sims)
+        assert len(e) <= 1, f"{len(e)} servers ejected at once"
+        seen |= e
+        time.sleep(0.05)
+    assert seen == {0}
+    ms = metrics(gw.admin_port)
+    assert metric(ms, "rampart_outlier_ejections_refused_total", upstream="chat") > 0
+    assert sims[1].received() > rec[1] + 20 and sims[2].received() > rec[2] + 20
+    counts = load.stop()
+    assert counts.get(500, 0) > 40
+    assert counts.get(503, 0) == 0, counts  # never "no server available"
+
+
+def test_outlier_by_failure_ratio_against_peers(procs, tmp_path, loads):
+    sims = [start_sim(procs, seed=s) for s in (7, 8, 9)]
+    gw = start_gateway(procs, tmp_path, servers_yaml(*(s.addr for s in sims)) +
+                       "    outlier: {consecutive_failures: 0, interval: 500ms, window: 3s, min_requests: 30,\n"
+                       "              base_ejection: 20s}\n"
+                       "    retry: {max_per_request: 0}\n")
+    for s in sims:
+        s.config(error_rate=0.02)  # background noise on every server
+    sims[1].config(error_rate=0.4)
+    loads(gw.port, workers=6)
+    assert wait_for(lambda: ejected_set(gw, sims) == {1}, timeout=10), ejected_set(gw, sims)
+    time.sleep(1.0)  # several more analyses: the noisy peers stay in
+    assert ejected_set(gw, sims) == {1}
+    _, err = gw.output()
+    assert b"failure ratio above peers" in err
