@@ -7,7 +7,6 @@
 # Logs go to build/demo/.  BUILD=build-san bash scripts/demo.sh runs the
 # sanitizer build instead.
 #
-# This is the first version: it only wires the programs together.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -64,6 +63,10 @@ wait_http() {
 }
 
 mkdir -p "$LOGDIR"
+# The admin write token (incidents, maintenance, canary control).
+if [ ! -s "$LOGDIR/admin.token" ]; then
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$LOGDIR/admin.token")
+fi
 
 for port in 9001 9002; do
     # shellcheck disable=SC2086  # LLMSIM_ARGS is a word list on purpose
@@ -90,6 +93,18 @@ Stream a reply (copy-paste into another terminal):
   curl -N http://127.0.0.1:8080/v1/chat/completions \\
     -H 'Content-Type: application/json' -H 'Authorization: Bearer demo-key' \\
     -d '{"model":"llmsim","stream":true,"max_tokens":40,"messages":[{"role":"user","content":"Hello"}]}'
+
+Make a spike (open-loop load at about 5x what the two servers can serve)
+and watch rampart refuse the excess fast while the admitted requests
+keep their latency:
+
+  $BUILD/loadgen --rate 60 --duration 20s --max-tokens 64 --give-up 10s --slo-ttft 1s
+
+Post an incident on the status page:
+
+  curl -X POST http://127.0.0.1:9901/api/v1/incidents \\
+    -H "Authorization: Bearer \$(cat $LOGDIR/admin.token)" \\
+    -d '{"name":"Slow answers","body":"We are looking into it.","components":{"chat":"degraded_performance"}}'
 
 Press Ctrl-C to stop everything.
 EOF

@@ -423,3 +423,186 @@ def test_outlier_by_failure_ratio_against_peers(procs, tmp_path, loads):
     assert ejected_set(gw, sims) == {1}
     _, err = gw.output()
     assert b"failure ratio above peers" in err
+
+
+# --------------------------------------------------------------------------
+# retries and the retry budget
+
+
+class Answer503:
+    """A threaded upstream that answers every request 503 with an empty
+    body (a server declining work), counting requests."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.port = self.sock.getsockname()[1]
+        self.addr = f"127.0.0.1:{self.port}"
+        self.requests = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = conn.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+                n = int(m.group(1)) if m else 0
+                while len(buf) < n:
+                    d = conn.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                buf = buf[n:]
+                with self.lock:
+                    self.requests += 1
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_retries_recover_connect_failures(procs, tmp_path):
+    sim = start_sim(procs, seed=10)
+    dead = f"127.0.0.1:{dead_port()}"
+    # Outlier ejection off, so the dead server keeps being picked and
+    # every one of its picks must be recovered by a retry.
+    gw = start_gateway(procs, tmp_path, servers_yaml(sim.addr, dead) +
+                       "    outlier: {enabled: false}\n"
+                       "    retry: {budget: 100%, max_per_request: 2}\n")
+    statuses = [chat(gw.port, f"t{i}") for i in range(80)]
+    assert statuses == [200] * 80
+    ms = metrics(gw.admin_port)
+    retries = metric(ms, "rampart_retry_retries_total", upstream="chat")
+    refused = metric(ms, "rampart_upstream_connect_errors_total", server=dead)
+    assert metric(ms, "rampart_retry_requests_total", upstream="chat") == 80
+    assert retries >= 15, retries  # about half the picks hit the dead port
+    assert retries == refused, (retries, refused)
+    assert sim.served() == 80
+
+
+def test_retries_recover_connect_failures_with_default_budget(procs, tmp_path):
+    """With the defaults (10% budget, floor 1/s, outlier ejection on) the
+    dead server is ejected after a few failures, and the few retries
+    needed before that fit in the floor."""
+    sim = start_sim(procs, seed=11)
+    dead = f"127.0.0.1:{dead_port()}"
+    gw = start_gateway(procs, tmp_path, servers_yaml(sim.addr, dead))
+    statuses = [chat(gw.port, f"t{i}") for i in range(60)]
+    assert statuses == [200] * 60
+    ms = metrics(gw.admin_port)
+    assert 1 <= metric(ms, "rampart_retry_retries_total", upstream="chat") <= 10
+    assert metric(ms, "rampart_outlier_ejected", server=dead) == 1
+
+
+def test_retry_budget_caps_retries_in_an_overload(procs, tmp_path):
+    ups = [Answer503() for _ in range(3)]
+    try:
+        budget, floor_per_s, window_s = 0.1, 1, 10
+        gw = start_gateway(procs, tmp_path, servers_yaml(*(u.addr for u in ups)) +
+                           "    outlier: {enabled: false}\n"
+                           f"    retry: {{budget: {budget}, min_per_second: {floor_per_s}, max_per_request: 2, "
+                           f"window: {window_s}s}}\n")
+        n = 300
+        results = []
+        lock = threading.Lock()
+
+        def worker(k):
+            for i in range(k, n, 6):
+                st = chat(gw.port, f"t{i}")
+                with lock:
+                    results.append(st)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        elapsed = time.monotonic() - t0
+        assert len(results) == n
+        assert set(results) == {503}, set(results)
+        ms = metrics(gw.admin_port)
+        requests = metric(ms, "rampart_retry_requests_total", upstream="chat")
+        retries = metric(ms, "rampart_retry_retries_total", upstream="chat")
+        denied = metric(ms, "rampart_retry_budget_denied_total", upstream="chat")
+        assert requests == n
+        # Within the window (the run is shorter than it), the allowance is
+        # budget x requests + floor x window.
+        assert elapsed < window_s, elapsed
+        allowance = budget * requests + floor_per_s * window_s
+        assert 1 <= retries <= allowance + 1, (retries, allowance)
+        # Without the budget every request would make 2 retries.
+        assert denied >= n - retries - 1, (denied, retries)
+        attempts = sum(u.requests for u in ups)
+        assert attempts == n + retries, (attempts, n, retries)
+    finally:
+        for u in ups:
+            u.close()
+
+
+# --------------------------------------------------------------------------
+# streams are never retried
+
+
+def test_stream_cut_by_a_dying_server_is_not_retried(procs, tmp_path):
+    slow = ["--slots", "4", "--token-ms", "50", "--prefill-base-ms", "5"]
+    sims = [start_sim(procs, seed=s, args=slow) for s in (12, 13)]
+    gw = start_gateway(procs, tmp_path, servers_yaml(*(s.addr for s in sims)) +
+                       "    retry: {budget: 100%, max_per_request: 2}\n")
+    body = chat_body(max_tokens=200, stream=True)  # ~10 s of tokens
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    sock.sendall(("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Authorization: Bearer streamer\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+    data = b""
+    while data.count(b'"content":"') < 4:
+        d = sock.recv(65536)
+        assert d, data
+        data += d
+    assert data.startswith(b"HTTP/1.1 200")
+    got = [s.received() for s in sims]
+    assert sorted(got) == [0, 1], got
+    victim, other = (sims[0], sims[1]) if got[0] == 1 else (sims[1], sims[0])
+    victim.proc.stop(sig=signal.SIGKILL)
+
+    # The client's stream is cut: the connection closes without the final
+    # chunk and without data: [DONE].
+    sock.settimeout(10)
+    while True:
+        try:
+            d = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not d:
+            break
+        data += d
+    sock.close()
+    assert b"[DONE]" not in data
+    assert not data.endswith(b"0\r\n\r\n")
+    time.sleep(0.3)
+    assert other.received() == 0, "the broken stream was retried on the other server"
+    ms = metrics(gw.admin_port)
+    assert metric(ms, "rampart_retry_retries_total", upstream="chat") == 0
+    # A new request still works (on the surviving server).
+    assert chat(gw.port, "after") == 200
+    assert other.received() == 1
