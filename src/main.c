@@ -114,7 +114,9 @@ static int run(const struct config *cfg)
     int rc = 1;
     struct app app = {.sigfd = -1, .cfg = cfg};
     struct accesslog *log = NULL;
-    int max_fds = raise_fd_limit(cfg->limits.max_connections * 2 + 256);
+    /* clients and their upstream connections, plus the admin and status
+     * listeners' own connection caps */
+    int max_fds = raise_fd_limit(cfg->limits.max_connections * 2 + 256 + 1024 + 4096);
 
     app.loop = ev_create(max_fds);
     if (!app.loop)

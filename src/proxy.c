@@ -1985,9 +1985,33 @@ void proxy_drain(struct proxy *px, void (*done)(void *arg), void *arg)
     }
 }
 
+/* A canary rolled back: tell the users on the status page too. */
+static void on_canary_event(void *arg, const struct canary *cn, const struct canary_event *ev)
+{
+    RP_UNUSED(cn);
+    struct upstream *up = arg;
+    struct proxy *px = up->owner;
+    if (!px->status || strcmp(ev->action, "rollback") != 0)
+        return;
+    char name[160], body[512];
+    rp_snprintf(name, sizeof name, "New release of %s rolled back", up->conf->name);
+    rp_snprintf(body, sizeof body,
+                "A new version of %s was serving part of the traffic and did worse than the current one (%s). "
+                "rampart sent all traffic back to the current version%s. Some requests may have failed or been "
+                "slow meanwhile.",
+                up->conf->name, ev->reason[0] ? ev->reason : "regression detected",
+                strcmp(ev->source, "admin") == 0 ? " on an operator's request" : " automatically");
+    status_report_incident(px->status, up->index, name, body, ev_now(px->loop));
+}
+
 void proxy_set_status(struct proxy *px, struct status *st)
 {
     px->status = st;
+    for (size_t i = 0; i < px->ups->num; i++) {
+        struct upstream *up = &px->ups->ups[i];
+        if (up->canary)
+            canary_set_event_cb(up->canary, st ? on_canary_event : NULL, up);
+    }
 }
 
 size_t proxy_connections(const struct proxy *px)

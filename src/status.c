@@ -859,6 +859,50 @@ static void auto_open(struct status *st, struct comp *c, size_t rule, const stru
     }
 }
 
+/* An incident reported by another subsystem (a canary rolled back by
+ * release control).  It is opened in "monitoring": the cause is known and
+ * already mitigated when it is reported, and users who saw errors deserve
+ * to read why. */
+int status_report_incident(struct status *st, int upstream_idx, const char *name, const char *body,
+                           uint64_t now_us)
+{
+    if (!st || !st->store)
+        return RP_ERR;
+    int ci = status_component_for(st, upstream_idx, "", 0);
+    int64_t now_ms = now_ms_of(st, now_us);
+    struct store_incident inc;
+    memset(&inc, 0, sizeof inc);
+    inc.name = (char *)name;
+    inc.status = STATUSPAGE_MONITORING;
+    inc.impact = STATUSPAGE_IMPACT_MINOR;
+    inc.automatic = true;
+    inc.created_ms = inc.updated_ms = inc.started_ms = now_ms;
+    inc.monitoring_ms = now_ms;
+    char comps[1][STORE_CODE_MAX];
+    struct store_affected aff;
+    struct store_update u = {0};
+    if (ci >= 0) {
+        struct comp *c = &st->comps[ci];
+        rp_snprintf(comps[0], STORE_CODE_MAX, "%s", c->code);
+        inc.components = comps;
+        inc.num_components = 1;
+        rp_snprintf(aff.code, sizeof aff.code, "%s", c->code);
+        aff.old_status = c->reported;
+        aff.new_status = c->reported;
+        u.affected = &aff;
+        u.num_affected = 1;
+    }
+    u.status = STATUSPAGE_MONITORING;
+    u.body = (char *)body;
+    u.created_ms = u.updated_ms = u.display_ms = now_ms;
+    u.automatic = true;
+    if (write_new(st, &inc, &u) != RP_OK)
+        return RP_ERR;
+    rp_log_info("status: opened incident \"%s\"", name);
+    status_refresh(st);
+    return RP_OK;
+}
+
 static void auto_resolve(struct status *st, struct comp *c, uint64_t now_us)
 {
     struct store_incident inc;

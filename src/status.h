@@ -134,6 +134,12 @@ int status_component_for(const struct status *st, int upstream_idx, const char *
 void status_observe(struct status *st, int component, int http_status, uint64_t ttfb_us, uint64_t total_us,
                     bool quota_refusal, uint64_t now_us);
 
+/* Open an incident on behalf of another subsystem (release control rolled
+ * a canary back), on the component fed by upstream_idx.  Stored before
+ * returning.  RP_OK or RP_ERR. */
+int status_report_incident(struct status *st, int upstream_idx, const char *name, const char *body,
+                           uint64_t now_us);
+
 /* ---- for tests and tools ---- */
 
 /* Run everything the timers do, as of monotonic now_us: live status, burn
