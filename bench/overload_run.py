@@ -47,7 +47,11 @@ TOKEN_MS = env_f("TOKEN_MS", 20)
 SLOWDOWN = env_f("SLOWDOWN", 1.0)
 PREFILL_MS = env_f("PREFILL_MS", 20)
 PREFILL_US = env_f("PREFILL_US", 100)
-TOKENS = int(env_f("TOKENS", 32))
+# Output length: uniform in TOKENS (LO-HI) so that requests started in the
+# same engine step do not all finish in the same step (that would make
+# departures, and so every queue, artificially bursty).
+TOKENS = os.environ.get("TOKENS", "16-48")
+TOK_LO, TOK_HI = (int(x) for x in (TOKENS.split("-") + [TOKENS])[:2])
 PROMPT_CHARS = int(env_f("PROMPT_CHARS", 400))
 GIVE_UP = env_f("GIVE_UP", 10)
 SLO_TTFT = env_f("SLO_TTFT", 1.0)
@@ -73,7 +77,7 @@ SIM_PORT, GW_PORT, ADMIN_PORT = BASE_PORT, BASE_PORT + 1, BASE_PORT + 2
 
 PROMPT_TOKENS = math.ceil(PROMPT_CHARS / 4)
 PREFILL = PREFILL_MS + PREFILL_US * PROMPT_TOKENS / 1000
-SERVICE_MS = PREFILL + (TOKENS - 1) * TOKEN_MS * (1 + SLOWDOWN)
+SERVICE_MS = PREFILL + ((TOK_LO + TOK_HI) / 2 - 1) * TOKEN_MS * (1 + SLOWDOWN)  # mean, at a full batch
 CAPACITY = SLOTS * 1000 / SERVICE_MS  # req/s at a full batch (docs/llmsim.md)
 
 

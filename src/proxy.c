@@ -108,6 +108,7 @@ struct request {
 
     /* admission and quotas */
     bool model_api;            /* path under /v1/: OpenAI conventions apply */
+    bool generation;           /* POST to a generation endpoint: spends tokens */
     bool llm;                  /* body read whole and parsed (llmreq) */
     size_t head_len;           /* rewritten head bytes at the start of r->out */
     struct tenant *tenant;
@@ -747,9 +748,10 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
     r->model_api = strncmp(r->path, "/v1/", 4) == 0;
     /* Only the generation endpoints carry max_tokens; other /v1/ paths
      * (files, audio) may hold any body and are streamed untouched. */
-    r->llm = (strcmp(r->path, "/v1/chat/completions") == 0 || strcmp(r->path, "/v1/completions") == 0) &&
-             rp_strieq(m->method.p, m->method.len, "POST") && m->framing == H1_BODY_LENGTH &&
-             m->content_length > 0 && m->content_length <= PROXY_LLM_BODY_MAX;
+    r->generation = (strcmp(r->path, "/v1/chat/completions") == 0 || strcmp(r->path, "/v1/completions") == 0) &&
+                    rp_strieq(m->method.p, m->method.len, "POST");
+    r->llm = r->generation && m->framing == H1_BODY_LENGTH && m->content_length > 0 &&
+             m->content_length <= PROXY_LLM_BODY_MAX;
 
     /* Tenant and class come from headers, so decide them while the views
      * into c->in are alive. */
@@ -1076,8 +1078,12 @@ static void req_admit(struct client *c)
         r->info.max_tokens = -1;
         r->info.n = 1;
     }
-    uint64_t need = r->model_api ? quota_need(&t->policy->quota, r->info.max_tokens, r->info.n, r->info.prompt_tokens)
-                                 : 0;
+    /* Only generation requests spend tokens; listing models does not.  A
+     * generation body too large or chunked to read first reserves the
+     * tenant's default. */
+    uint64_t need = r->generation
+                        ? quota_need(&t->policy->quota, r->info.max_tokens, r->info.n, r->info.prompt_tokens)
+                        : 0;
     struct quota_info qi;
     enum quota_result qr = quota_reserve(&t->quota, &t->policy->quota, need, now, &r->qt, &qi);
     if (qr != QUOTA_OK) {

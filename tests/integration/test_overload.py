@@ -464,9 +464,6 @@ def test_ratelimit_headers_on_every_model_api_response(procs, tmp_path):
     assert not any(k.startswith("x-ratelimit-") for k in h.headers)
 
 
-@pytest.mark.xfail(strict=True, reason="proxy.c req_admit reserves max_tokens_default for every /v1/ request, "
-                   "also for bodiless ones such as GET /v1/models (refused 429 too_large when "
-                   "tokens_per_minute < 4096)")
 def test_listing_models_reserves_no_tokens(procs, tmp_path):
     sim = start_sim(procs, "--slots", "8", "--token-ms", "1")
     gw = start_gateway(procs, tmp_path, sim, QUOTA_TENANTS)
