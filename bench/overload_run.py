@@ -21,6 +21,7 @@ Every process listens on loopback, every run is bounded in time, and each
 child is stopped by its own pid when the run ends.
 """
 import argparse
+import calendar
 import csv
 import json
 import math
@@ -78,7 +79,9 @@ SIM_PORT, GW_PORT, ADMIN_PORT = BASE_PORT, BASE_PORT + 1, BASE_PORT + 2
 PROMPT_TOKENS = math.ceil(PROMPT_CHARS / 4)
 PREFILL = PREFILL_MS + PREFILL_US * PROMPT_TOKENS / 1000
 SERVICE_MS = PREFILL + ((TOK_LO + TOK_HI) / 2 - 1) * TOKEN_MS * (1 + SLOWDOWN)  # mean, at a full batch
-CAPACITY = SLOTS * 1000 / SERVICE_MS  # req/s at a full batch (docs/llmsim.md)
+FORMULA_CAPACITY = SLOTS * 1000 / SERVICE_MS  # req/s at a full batch (docs/llmsim.md)
+# Measured by measure_capacity() before anything else (CAPACITY=R skips it).
+CAPACITY = env_f("CAPACITY", 0) or FORMULA_CAPACITY
 
 
 def log(msg):
@@ -173,7 +176,7 @@ admin:
   listen: 127.0.0.1:{ADMIN_PORT}
 log:
   access: {out}/logs/access-{name}.jsonl
-{extra}""")
+{extra}{os.environ.get("RAMPART_EXTRA", "")}""")
     p = CHILDREN.start([f"{build}/rampart", "-c", cfg], f"{out}/logs/rampart-{name}.log", GW_PORT)
     wait_port(ADMIN_PORT, p)
     return p
@@ -284,9 +287,9 @@ def at(rows, t, key):
 # load
 
 
-def loadgen(build, out, name, rate, schedule, port, extra=(), seed=SEED):
+def loadgen(build, out, name, rate, schedule, port, extra=(), seed=SEED, give_up=None):
     args = [f"{build}/loadgen", "--url", f"http://127.0.0.1:{port}/v1/chat/completions", "--rate", f"{rate:.4f}", "--poisson", "--schedule", schedule,
-            "--max-tokens", str(TOKENS), "--prompt-chars", str(PROMPT_CHARS), "--give-up", f"{GIVE_UP}s",
+            "--max-tokens", str(TOKENS), "--prompt-chars", str(PROMPT_CHARS), "--give-up", f"{give_up or GIVE_UP:g}s",
             "--slo-ttft", f"{SLO_TTFT}s", "--seed", str(seed), "--quiet",
             "--csv", f"{out}/{name}.csv", "--json", f"{out}/{name}.json", *extra]
     with open(f"{out}/logs/loadgen-{name}.log", "w") as f:
@@ -356,7 +359,7 @@ def run_setup(build, out, setup, loads, gw_start):
     gw = gw_start() if gw_start else None
     schedule = ",".join(f"{l}x:{WARM:g}s,{l}x:{MEASURE:g}s" for l in loads)
     log(f"{setup}: {schedule} of {CAPACITY:.2f} req/s")
-    t0 = time.monotonic()
+    t0, wall0 = time.monotonic(), time.time()
     sampler = Sampler(f"{out}/{name}.samples.jsonl", rampart=(setup == "rampart")).start(t0)
     loadgen(build, out, name, CAPACITY, schedule, GW_PORT if gw else SIM_PORT)
     samples = sampler.stop()
@@ -364,6 +367,8 @@ def run_setup(build, out, setup, loads, gw_start):
         CHILDREN.stop(gw)
     CHILDREN.stop(sim)
     rows = read_rows(f"{out}/{name}.csv")
+    bounds = [((i + 1) * WARM + i * MEASURE, (i + 1) * (WARM + MEASURE)) for i in range(len(loads))]
+    acc = access_phases(f"{out}/logs/access-{name}.jsonl", wall0, bounds) if setup == "rampart" else None
     res = {}
     for i, l in enumerate(loads):
         ph = 2 * i + 2
@@ -384,6 +389,12 @@ def run_setup(build, out, setup, loads, gw_start):
         simq = [r["queue_len"] for r in samples if "queue_len" in r and ts <= r["t"] < te]
         s["sim_busy_mean"] = sum(busy) / len(busy) if busy else float("nan")
         s["sim_queue_mean"] = sum(simq) / len(simq) if simq else float("nan")
+        s["sim_queue_time_frac"] = sum(1 for q in simq if q > 0) / len(simq) if simq else float("nan")
+        if lim:
+            s["limit_above_slots_frac"] = sum(1 for v in lim if v > SLOTS) / len(lim)
+            s["limit_below_slots_frac"] = sum(1 for v in lim if v < SLOTS) / len(lim)
+        if acc:
+            s["access"] = acc[i]
         res[l] = s
         log(f"  {setup} {l}x: offered {s['offered_rps']:.1f}/s goodput {s['good_frac_capacity']:.3f} of capacity, "
             f"TTFT p50 {s['ttft_p50']:.0f} p99 {s['ttft_p99']:.0f} ms, refused {s['refused']} "
@@ -392,8 +403,63 @@ def run_setup(build, out, setup, loads, gw_start):
     return res
 
 
+def access_phases(path, wall0, bounds):
+    """rampart's access log, per measured window [ts, te) (seconds from
+    wall0, by request start): upstream first byte (dispatch -> first token)
+    and queue wait of the 2xx answers, and the refusal reasons."""
+    res = [{"fb": [], "queue": [], "outcomes": {}} for _ in bounds]
+    try:
+        f = open(path)
+    except OSError:
+        return None
+    with f:
+        for line in f:
+            try:
+                e = json.loads(line)
+                t_end = calendar.timegm(time.strptime(e["time"][:19], "%Y-%m-%dT%H:%M:%S")) \
+                    + float("0." + e["time"][20:23])
+            except (ValueError, KeyError):
+                continue
+            start = t_end - (e.get("total_ms") or 0) / 1000 - wall0
+            for i, (ts, te) in enumerate(bounds):
+                if ts <= start < te:
+                    r = res[i]
+                    r["outcomes"][e["outcome"]] = r["outcomes"].get(e["outcome"], 0) + 1
+                    if e["status"] == 200 and e.get("first_byte_ms") is not None:
+                        r["fb"].append(e["first_byte_ms"])
+                        r["queue"].append(e.get("queue_ms") or 0.0)
+    out = []
+    for r in res:
+        out.append({"upstream_ttft_p50": pct(r["fb"], 0.5), "upstream_ttft_p90": pct(r["fb"], 0.9),
+                    "upstream_ttft_p99": pct(r["fb"], 0.99), "queue_p50": pct(r["queue"], 0.5),
+                    "queue_p90": pct(r["queue"], 0.9), "queue_p99": pct(r["queue"], 0.99),
+                    "outcomes": r["outcomes"]})
+    return out
+
+
 # --------------------------------------------------------------------------
 # the experiments
+
+
+def measure_capacity(build, out):
+    """llmsim alone, kept saturated (1.5x the formula's rate, nobody gives
+    up): completions per second once the batch is full."""
+    global CAPACITY
+    name = "capacity"
+    sim = start_sim(build, out, name)
+    warm, dur = (3, 8) if QUICK else (4, 12)
+    t0 = time.monotonic()
+    sampler = Sampler(f"{out}/{name}.samples.jsonl", rampart=False).start(t0)
+    loadgen(build, out, name, 1.5 * FORMULA_CAPACITY, f"1x:{warm}s,1x:{dur}s", SIM_PORT,
+            give_up=60, extra=("--drain", "0.2s"))
+    samples = sampler.stop()
+    CHILDREN.stop(sim)
+    served = at(samples, warm + dur, "requests_served") - at(samples, warm, "requests_served")
+    CAPACITY = served / dur
+    log(f"capacity: {served} completions in {dur:g} s at a full batch = {CAPACITY:.2f} req/s "
+        f"(formula {FORMULA_CAPACITY:.2f})")
+    return {"measured": CAPACITY, "formula": FORMULA_CAPACITY, "served": served, "window_s": dur}
+
 
 
 def unloaded(build, out):
@@ -569,12 +635,17 @@ def main():
     started = time.monotonic()
     res = {"params": {"slots": SLOTS, "token_ms": TOKEN_MS, "batch_slowdown": SLOWDOWN, "prefill_ms": PREFILL,
                       "tokens": TOKENS, "prompt_chars": PROMPT_CHARS, "service_ms": SERVICE_MS,
-                      "capacity": CAPACITY, "give_up": GIVE_UP, "slo_ttft": SLO_TTFT, "loads": LOADS,
+                      "formula_capacity": FORMULA_CAPACITY, "give_up": GIVE_UP, "slo_ttft": SLO_TTFT, "loads": LOADS,
                       "warm": WARM, "measure": MEASURE, "quick": QUICK, "cal_loads": CAL_LOADS,
                       "cal_measure": CAL_MEASURE, "halve_load": HALVE_LOAD, "tenant_share": TENANT_SHARE,
                       "tenant_measure": TENANT_MEASURE}}
     try:
-        log(f"llmsim: {SLOTS} slots, service {SERVICE_MS:.0f} ms at a full batch -> capacity {CAPACITY:.2f} req/s")
+        log(f"llmsim: {SLOTS} slots, service {SERVICE_MS:.0f} ms at a full batch -> formula capacity "
+            f"{FORMULA_CAPACITY:.2f} req/s")
+        if not env_f("CAPACITY", 0):
+            res["capacity"] = measure_capacity(a.build, out)
+        else:
+            res["capacity"] = {"measured": CAPACITY, "formula": FORMULA_CAPACITY, "given": True}
         if a.only in ("all", "main", "calibrate"):
             res["unloaded"] = unloaded(build=a.build, out=out)
         best = None
@@ -602,6 +673,7 @@ def main():
                     lambda: start_haproxy(out, "tenants-haproxy", best["maxconn"], best["timeout_queue"]))
     finally:
         CHILDREN.stop_all()
+    res["params"]["capacity"] = CAPACITY
     res["elapsed_s"] = time.monotonic() - started
     with open(f"{out}/results.json", "w") as f:
         json.dump(res, f, indent=1, default=str)

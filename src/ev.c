@@ -30,8 +30,10 @@
 struct ev_fd {
     ev_io_cb cb;
     void *arg;
-    uint32_t mask;
+    uint32_t mask;    /* wanted interest */
+    uint32_t reg;     /* interest epoll currently has */
     bool active;
+    bool pending;     /* listed in loop->changes */
 };
 
 struct ev_loop {
@@ -42,6 +44,8 @@ struct ev_loop {
     size_t heap_len, heap_cap;
     uint64_t now_us;
     bool stop;
+    int *changes;     /* fds whose wanted mask may differ from reg */
+    size_t num_changes, changes_cap;
     struct epoll_event events[EV_BATCH];
 };
 
@@ -67,6 +71,7 @@ void ev_destroy(struct ev_loop *loop)
     close(loop->epfd);
     free(loop->fds);
     free(loop->heap);
+    free(loop->changes);
     free(loop);
 }
 
@@ -89,24 +94,61 @@ int ev_add(struct ev_loop *loop, int fd, uint32_t mask, ev_io_cb cb, void *arg)
     struct epoll_event ee = {.events = to_epoll(mask), .data.fd = fd};
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ee) < 0)
         return RP_ERR;
-    loop->fds[fd] = (struct ev_fd){.cb = cb, .arg = arg, .mask = mask, .active = true};
+    loop->fds[fd] = (struct ev_fd){.cb = cb, .arg = arg, .mask = mask, .reg = mask, .active = true};
     return RP_OK;
 }
 
 int ev_mod(struct ev_loop *loop, int fd, uint32_t mask)
 {
-    struct ev_fd *f = &loop->fds[fd];
-    if (!f->active) {
+    if (fd < 0 || fd >= loop->max_fds || !loop->fds[fd].active) {
         errno = EBADF;
         return RP_ERR;
     }
-    if (f->mask == mask)
-        return RP_OK;
-    struct epoll_event ee = {.events = to_epoll(mask), .data.fd = fd};
-    if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ee) < 0)
-        return RP_ERR;
+    struct ev_fd *f = &loop->fds[fd];
     f->mask = mask;
+    if (mask != f->reg && !f->pending) {
+        if (loop->num_changes == loop->changes_cap) {
+            loop->changes_cap = loop->changes_cap ? loop->changes_cap * 2 : 64;
+            loop->changes = rp_xrealloc(loop->changes, loop->changes_cap * sizeof *loop->changes);
+        }
+        loop->changes[loop->num_changes++] = fd;
+        f->pending = true;
+    }
     return RP_OK;
+}
+
+/* Hand the batched interest changes to epoll.  A change epoll refuses is
+ * reported to the fd's callback as EV_ERROR so its owner closes it (ENOMEM
+ * is the realistic case).  EBADF/ENOENT mean the fd was closed without
+ * ev_del(): its owner is gone, so the slot is only forgotten. */
+static void flush_changes(struct ev_loop *loop)
+{
+    size_t n = loop->num_changes;
+    for (size_t i = 0; i < n; i++) {
+        int fd = loop->changes[i];
+        struct ev_fd *f = &loop->fds[fd];
+        if (!f->pending)
+            continue; /* deleted (and maybe re-added) since it was listed */
+        f->pending = false;
+        if (!f->active || f->mask == f->reg)
+            continue;
+        struct epoll_event ee = {.events = to_epoll(f->mask), .data.fd = fd};
+        if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ee) == 0) {
+            f->reg = f->mask;
+            continue;
+        }
+        int err = errno;
+        if (err == EBADF || err == ENOENT) {
+            *f = (struct ev_fd){0};
+            continue;
+        }
+        rp_log_errno(err, "epoll_ctl(MOD) on fd %d", fd);
+        f->cb(loop, fd, EV_ERROR | (f->mask & (EV_READ | EV_WRITE)), f->arg);
+    }
+    /* Changes made by those callbacks wait for the next pass. */
+    if (loop->num_changes > n)
+        memmove(loop->changes, loop->changes + n, (loop->num_changes - n) * sizeof *loop->changes);
+    loop->num_changes -= n;
 }
 
 void ev_set_handler(struct ev_loop *loop, int fd, ev_io_cb cb, void *arg)
@@ -250,6 +292,9 @@ int ev_run(struct ev_loop *loop)
     while (!loop->stop) {
         ev_update_now(loop);
         run_timers(loop);
+        if (loop->stop)
+            break;
+        flush_changes(loop);
         if (loop->stop)
             break;
         int timeout_ms = -1;

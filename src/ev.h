@@ -41,7 +41,11 @@ void ev_destroy(struct ev_loop *loop);
 /* Watch fd for the events in mask (EV_READ|EV_WRITE, or 0 to keep it
  * registered but quiet).  RP_OK or RP_ERR (errno set). */
 int ev_add(struct ev_loop *loop, int fd, uint32_t mask, ev_io_cb cb, void *arg);
-/* Change the interest mask; a no-op when unchanged (no syscall). */
+/* Change the interest mask.  Takes effect for dispatch at once; epoll is
+ * told before the loop next waits, and only if the mask then differs from
+ * what epoll has, so a change undone within one pass costs no syscall.
+ * RP_ERR (EBADF) only if fd is not watched.  Should epoll later refuse the
+ * change, the fd's callback gets EV_ERROR. */
 int ev_mod(struct ev_loop *loop, int fd, uint32_t mask);
 /* Replace fd's callback and argument without touching epoll (used when a
  * pooled connection changes hands). */
