@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh — helpers shared by the benchmark scripts (source it, do not run it).
 #
 #   source "$ROOT/bench/lib.sh"
@@ -95,7 +96,7 @@ bench_machine() {
     echo "memory: $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
     echo "kernel: $(uname -r)"
     echo "clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo '?')"
-    echo "os: $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+    echo "os: $(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release 2>/dev/null)"
     command -v haproxy >/dev/null && echo "haproxy: $(haproxy -v 2>/dev/null | head -1 | awk '{ print $3 }')"
     command -v nginx >/dev/null && echo "nginx: $(nginx -v 2>&1 | sed 's|.*nginx/||')"
     command -v wrk >/dev/null && echo "wrk: $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo '?')"

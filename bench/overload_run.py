@@ -62,7 +62,9 @@ MEASURE = env_f("MEASURE", 8 if QUICK else 20)
 CAL_WARM = env_f("CAL_WARM", 2)
 CAL_MEASURE = env_f("CAL_MEASURE", 6 if QUICK else 10)
 CAL_MAXCONN = [int(x) for x in os.environ.get("CAL_MAXCONN", "14 16 20" if QUICK else "12 14 16 18 20 24").split()]
-CAL_TQUEUE = os.environ.get("CAL_TQUEUE", "250ms 900ms" if QUICK else "250ms 500ms 900ms").split()
+# The maxconn sweep uses the first timeout queue; the others are then tried
+# at the best maxconn.
+CAL_TQUEUE = os.environ.get("CAL_TQUEUE", "500ms 250ms" if QUICK else "500ms 250ms 900ms").split()
 CAL_LOADS = os.environ.get("CAL_LOADS", "1 5").split()
 HALVE_BEFORE = env_f("HALVE_BEFORE", 12 if QUICK else 20)
 HALVE_AFTER = env_f("HALVE_AFTER", 10 if QUICK else 20)
@@ -82,6 +84,10 @@ SERVICE_MS = PREFILL + ((TOK_LO + TOK_HI) / 2 - 1) * TOKEN_MS * (1 + SLOWDOWN)  
 FORMULA_CAPACITY = SLOTS * 1000 / SERVICE_MS  # req/s at a full batch (docs/llmsim.md)
 # Measured by measure_capacity() before anything else (CAPACITY=R skips it).
 CAPACITY = env_f("CAPACITY", 0) or FORMULA_CAPACITY
+# The same in generated tokens per second: goodput is counted in tokens of
+# good answers, which does not depend on whether the answers that happened
+# to finish inside a window were short or long ones.
+CAPACITY_TOK = CAPACITY * (TOK_LO + TOK_HI) / 2
 
 
 def log(msg):
@@ -187,10 +193,12 @@ def haproxy_cfg(path, maxconn, tqueue):
         f.write(f"""# HAProxy as a static admission controller in front of llmsim:
 # maxconn = concurrent requests per server, timeout queue = longest wait in
 # HAProxy's queue before a 503; abortonclose drops a queued request whose
-# client left (the best HAProxy can do about wasted work).
+# client left (the best HAProxy can do about wasted work); http-no-delay
+# forwards each streamed chunk at once (without it HAProxy holds the first
+# SSE event back for ~200 ms, which would be unfair to it here).
 global
     nbthread 1
-    maxconn 20000
+    maxconn 8000
 defaults
     mode http
     timeout connect 2s
@@ -199,6 +207,7 @@ defaults
     timeout queue {tqueue}
     option abortonclose
     option http-keep-alive
+    option http-no-delay
 frontend fe
     bind 127.0.0.1:{GW_PORT}
     default_backend llm
@@ -319,13 +328,14 @@ def phase_summary(rows, phase, t_start, t_end):
     ok = [r for r in mine if r["status"].startswith("2") and not r["error"] and r["ttft_ms"]]
     good = [r for r in ok if float(r["ttft_ms"]) <= SLO_TTFT * 1000]
     # goodput in the window: good answers (of any phase) that finished inside it
-    good_in_window = 0
+    good_in_window = good_tok_in_window = 0
     for r in rows:
         if r["status"].startswith("2") and not r["error"] and r["ttft_ms"] and \
                 float(r["ttft_ms"]) <= SLO_TTFT * 1000:
             end = float(r["start_s"]) + float(r["total_ms"]) / 1000
             if t_start <= end < t_end:
                 good_in_window += 1
+                good_tok_in_window += int(r["tokens"] or 0)
     admitted_ttft = [float(r["ttft_ms"]) for r in mine if r["status"].startswith("2") and r["ttft_ms"]]
     refused = [float(r["headers_ms"]) for r in mine if r["status"] in ("429", "503") and r["headers_ms"]]
     status = {}
@@ -338,7 +348,9 @@ def phase_summary(rows, phase, t_start, t_end):
         "ok": len(ok),
         "good": len(good),
         "good_rps": good_in_window / (t_end - t_start),
-        "good_frac_capacity": good_in_window / (t_end - t_start) / CAPACITY,
+        "good_req_frac_capacity": good_in_window / (t_end - t_start) / CAPACITY,
+        "good_tok_rps": good_tok_in_window / (t_end - t_start),
+        "good_frac_capacity": good_tok_in_window / (t_end - t_start) / CAPACITY_TOK,
         "good_frac_offered": len(good) / max(1, offered),
         "ttft_p50": pct(admitted_ttft, 0.5),
         "ttft_p99": pct(admitted_ttft, 0.99),
@@ -444,7 +456,7 @@ def access_phases(path, wall0, bounds):
 def measure_capacity(build, out):
     """llmsim alone, kept saturated (1.5x the formula's rate, nobody gives
     up): completions per second once the batch is full."""
-    global CAPACITY
+    global CAPACITY, CAPACITY_TOK
     name = "capacity"
     sim = start_sim(build, out, name)
     warm, dur = (3, 8) if QUICK else (4, 12)
@@ -455,10 +467,16 @@ def measure_capacity(build, out):
     samples = sampler.stop()
     CHILDREN.stop(sim)
     served = at(samples, warm + dur, "requests_served") - at(samples, warm, "requests_served")
-    CAPACITY = served / dur
-    log(f"capacity: {served} completions in {dur:g} s at a full batch = {CAPACITY:.2f} req/s "
+    tokens = at(samples, warm + dur, "tokens_generated") - at(samples, warm, "tokens_generated")
+    CAPACITY_TOK = tokens / dur
+    # Requests/s from tokens/s and the mean output length: the requests that
+    # happen to finish in a short window are a noisy sample of the lengths.
+    CAPACITY = CAPACITY_TOK / ((TOK_LO + TOK_HI) / 2)
+    log(f"capacity: {tokens} tokens ({served} completions) in {dur:g} s at a full batch = "
+        f"{CAPACITY_TOK:.0f} tokens/s = {CAPACITY:.2f} req/s of {(TOK_LO + TOK_HI) / 2:g} tokens "
         f"(formula {FORMULA_CAPACITY:.2f})")
-    return {"measured": CAPACITY, "formula": FORMULA_CAPACITY, "served": served, "window_s": dur}
+    return {"measured": CAPACITY, "tokens_per_s": CAPACITY_TOK, "formula": FORMULA_CAPACITY, "served": served,
+            "served_rps": served / dur, "window_s": dur}
 
 
 
@@ -509,13 +527,13 @@ def calibrate_haproxy(build, out):
             return a["score"] > b["score"]
         return a["p99"] < b["p99"]
 
-    log(f"haproxy calibration: maxconn {CAL_MAXCONN} with timeout queue {CAL_TQUEUE[-1]}, loads {CAL_LOADS}")
+    log(f"haproxy calibration: maxconn {CAL_MAXCONN} with timeout queue {CAL_TQUEUE[0]}, loads {CAL_LOADS}")
     best = None
     for mc in CAL_MAXCONN:
-        r = point(mc, CAL_TQUEUE[-1])
+        r = point(mc, CAL_TQUEUE[0])
         if better(r, best):
             best = r
-    for tq in CAL_TQUEUE[:-1]:
+    for tq in CAL_TQUEUE[1:]:
         r = point(best["maxconn"], tq)
         if better(r, best):
             best = r
@@ -580,8 +598,8 @@ def halve(build, out):
         "limit_before_mean": sum(before) / len(before) if before else float("nan"),
         "limit_after_mean": sum(after) / len(after) if after else float("nan"),
         "share_within_10pct_after_2s": sum(1 for v in within10 if 0.9 * new <= v <= 1.1 * new) / max(1, len(within10)),
-        "goodput_before": s1["good_rps"] / CAPACITY,
-        "goodput_after": s2["good_rps"] / (CAPACITY / 2),
+        "goodput_before": s1["good_frac_capacity"],
+        "goodput_after": 2 * s2["good_frac_capacity"],
         "ttft_p99_after": s2["ttft_p99"],
         "series": [(round(t - t_change, 2), v) for t, v in lims],
     }
@@ -674,6 +692,7 @@ def main():
     finally:
         CHILDREN.stop_all()
     res["params"]["capacity"] = CAPACITY
+    res["params"]["capacity_tok"] = CAPACITY_TOK
     res["elapsed_s"] = time.monotonic() - started
     with open(f"{out}/results.json", "w") as f:
         json.dump(res, f, indent=1, default=str)

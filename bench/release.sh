@@ -10,15 +10,19 @@
 # streaming, Poisson arrivals, 32 tenants each (loadgen's mix limit), so
 # LOADGENS x 32 tenants spread over the sticky split.
 #
-# Each bad rate runs twice: canary auto_rollback on (the default), then
-# off (a regression only pauses the rollout at 5%).  Per run it reports
-# the share of all requests that failed because of the bad release (the
-# canary's failures beyond the stable failure ratio) and the time from
-# canary start to the verdict (rollback, or the logged regression).
+# Each bad rate runs with canary auto_rollback on (the default) once per
+# seed in SEEDS, then once with it off (a regression only pauses the
+# rollout at 5%).  Per run it reports the share of all requests that failed
+# because of the bad release (the canary's failures beyond the stable
+# failure ratio) and the time from canary start to the verdict (rollback,
+# or the logged regression).  Tenants are split by a salted hash that is
+# random per rampart process, so every run puts a different set of tenants
+# on the canary; the seeds also change arrivals and llmsim's fault draws.
 #
 #   bash bench/release.sh              about 5 minutes
-#   QUICK=1 bash bench/release.sh      one bad rate, shorter runs (~1.5 minutes)
+#   QUICK=1 bash bench/release.sh      one bad rate, one seed, shorter runs (~1.5 minutes)
 #   BAD_RATES="0.2" DURATION=60 RATE=100 bash bench/release.sh
+#   REPORT_ONLY=1 bash bench/release.sh    redo the table from the last runs
 #
 # Canary parameters are the defaults (docs/releases.md) except the
 # analysis interval (INTERVAL, 5s instead of 30s: the verdict then comes
@@ -33,29 +37,32 @@ OUT=${OUT:-$BUILD/bench/release}
 PORT=${PORT:-19640}          # rampart; admin PORT+1, llmsim PORT+2..PORT+4
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    DURATION=${DURATION:-40}
+    DURATION=${DURATION:-30}
     BAD_RATES=${BAD_RATES:-"0.2"}
+    SEEDS=${SEEDS:-"1"}
 else
-    DURATION=${DURATION:-70}
+    DURATION=${DURATION:-45}
     BAD_RATES=${BAD_RATES:-"0.2 0.05"}
+    SEEDS=${SEEDS:-"1 2"}
 fi
-RATE=${RATE:-80}
+RATE=${RATE:-160}
 LOADGENS=${LOADGENS:-16}
 NOISE=${NOISE:-0.005}
 INTERVAL=${INTERVAL:-5s}
 MAX_TOKENS=${MAX_TOKENS:-16-48}
-SEED=${SEED:-1}
+REPORT_ONLY=${REPORT_ONLY:-0}
 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 trap bench_cleanup EXIT
 
-bench_log "building ($BUILD)"
-make -C "$ROOT" BUILD="$BUILD" all >/dev/null
-for p in $PORT $((PORT + 1)) $((PORT + 2)) $((PORT + 3)) $((PORT + 4)); do bench_port_free "$p"; done
-bench_raise_nofile 8192 || true
 mkdir -p "$OUT"
-rm -f "$OUT"/row-*.json
+if [ "$REPORT_ONLY" != 1 ]; then
+    bench_log "building ($BUILD)"
+    make -C "$ROOT" BUILD="$BUILD" all >/dev/null
+    for p in $PORT $((PORT + 1)) $((PORT + 2)) $((PORT + 3)) $((PORT + 4)); do bench_port_free "$p"; done
+    bench_raise_nofile 8192 || true
+fi
 
 http_get() { # port path: body on stdout (bash /dev/tcp, no curl needed)
     exec 3<>"/dev/tcp/127.0.0.1/$1"
@@ -64,8 +71,8 @@ http_get() { # port path: body on stdout (bash /dev/tcp, no curl needed)
     exec 3<&-
 }
 
-run_one() { # bad_rate auto_rollback(true|false)
-    local bad=$1 auto=$2 dir="$OUT/bad${1}-rollback-$2" i
+run_one() { # bad_rate auto_rollback(true|false) seed
+    local bad=$1 auto=$2 SEED=$3 dir="$OUT/bad${1}-rollback-$2-seed$3" i
     rm -rf "$dir"
     mkdir -p "$dir"
     local sims=() names=(stable1 stable2 canary)
@@ -102,7 +109,7 @@ EOF
     bench_wait_port "$PORT" || bench_die "rampart did not start: $(cat "$dir/rampart.err")"
     bench_wait_port $((PORT + 1)) || bench_die "rampart admin did not start"
 
-    bench_log "run: bad release ${bad} errors, auto_rollback $auto, ${RATE} req/s for ${DURATION}s"
+    bench_log "run: bad release ${bad} errors, auto_rollback $auto, seed $SEED, ${RATE} req/s for ${DURATION}s"
     local lgs=() per_rate
     per_rate=$(awk -v r="$RATE" -v n="$LOADGENS" 'BEGIN { printf "%.4f", r / n }')
     for ((i = 0; i < LOADGENS; i++)); do
@@ -129,16 +136,29 @@ EOF
         [ "$i" = 2 ] && f="$dir/sim-canary.json"
         http_get $((PORT + 2 + i)) /sim/stats >"$f"
     done
-    printf '{"bad_error_rate": %s, "auto_rollback": %s, "duration": %s, "rate": %s, "noise": %s, "interval": "%s"}\n' \
-        "$bad" "$auto" "$DURATION" "$RATE" "$NOISE" "$INTERVAL" >"$dir/meta.json"
+    printf '{"bad_error_rate": %s, "auto_rollback": %s, "seed": %s, "duration": %s, "rate": %s, "noise": %s, "interval": "%s"}\n' \
+        "$bad" "$auto" "$SEED" "$DURATION" "$RATE" "$NOISE" "$INTERVAL" >"$dir/meta.json"
     bench_untrack_stop "$rp"
     for p in "${sims[@]}"; do bench_untrack_stop "$p"; done
-    python3 "$ROOT/bench/release_summary.py" "$dir" >"$OUT/row-bad${bad}-$auto.json"
+    python3 "$ROOT/bench/release_summary.py" "$dir" >"$dir/row.json"
 }
 
+RUNS=() # "bad auto seed"
 for bad in $BAD_RATES; do
-    run_one "$bad" true
-    run_one "$bad" false
+    for seed in $SEEDS; do RUNS+=("$bad true $seed"); done
+    RUNS+=("$bad false ${SEEDS%% *}")
+done
+
+ROWS=()
+for r in "${RUNS[@]}"; do
+    read -r bad auto seed <<<"$r"
+    dir="$OUT/bad${bad}-rollback-$auto-seed$seed"
+    if [ "$REPORT_ONLY" = 1 ]; then
+        python3 "$ROOT/bench/release_summary.py" "$dir" >"$dir/row.json"
+    else
+        run_one "$bad" "$auto" "$seed"
+    fi
+    ROWS+=("$dir/row.json")
 done
 
 {
@@ -146,7 +166,5 @@ done
     echo "3 llmsim servers (2 stable, 1 canary), ${NOISE} background error ratio on every server; canary at 5%,"
     echo "default canary parameters except interval ${INTERVAL}."
     echo
-    # shellcheck disable=SC2046
-    python3 "$ROOT/bench/release_summary.py" --table $(for bad in $BAD_RATES; do
-        echo "$OUT/row-bad${bad}-true.json" "$OUT/row-bad${bad}-false.json"; done)
+    python3 "$ROOT/bench/release_summary.py" --table "${ROWS[@]}"
 } | tee "$OUT/table.md"

@@ -50,9 +50,15 @@ def row(run):
     verdict = next((e for e in events if e["action"] in ("rollback", "regression")), None)
     t_verdict = ts(verdict["ts"]) - ts(start["ts"]) if start and verdict else None
     ttft = [t["ttft_ms"]["p50"] for t in lgs if t.get("ttft_ms", {}).get("n")]
+    # The canary's share while it was exposed: its requests in the window of
+    # the latest analysis (the rollback's own for a rolled-back canary).
+    an = (state.get("analysis") or {}).get("errors") or {}
+    a_c = (an.get("canary") or {}).get("requests", 0)
+    a_s = (an.get("stable") or {}).get("requests", 0)
     return {
         "bad_error_rate": meta["bad_error_rate"],
         "auto_rollback": meta["auto_rollback"],
+        "seed": meta.get("seed", 1),
         "duration_s": meta["duration"],
         "rate": meta["rate"],
         "requests": offered,
@@ -60,6 +66,7 @@ def row(run):
         "failed_fraction": (offered - ok) / offered if offered else 0.0,
         "canary_requests": ca_recv,
         "canary_share": ca_recv / (ca_recv + st_recv) if ca_recv + st_recv else 0.0,
+        "canary_share_exposed": a_c / (a_c + a_s) if a_c + a_s else None,
         "canary_failed": ca_fail,
         "stable_failure_ratio": base,
         "excess_failures": excess,
@@ -74,14 +81,15 @@ def row(run):
 
 
 def table(rows):
-    out = ["| bad release errors | auto_rollback | requests | canary share | canary failures (noise-corrected) "
+    out = ["| bad release errors | auto_rollback | seed | requests | canary requests (share at 5%) "
+           "| canary failures (beyond noise) "
            "| failed because of the release | canary start → verdict | final state |",
-           "|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         verdict = "—" if r["verdict_s"] is None else f"{r['verdict']} at {r['verdict_s']:.0f} s"
         out.append(
-            f"| {r['bad_error_rate'] * 100:g}% | {'on' if r['auto_rollback'] else 'off'} | {r['requests']} "
-            f"| {r['canary_share'] * 100:.1f}% ({r['canary_requests']}) | {r['canary_failed']} "
+            f"| {r['bad_error_rate'] * 100:g}% | {'on' if r['auto_rollback'] else 'off'} | {r['seed']} | {r['requests']} "
+            f"| {r['canary_requests']} ({(r['canary_share_exposed'] or 0) * 100:.1f}%) | {r['canary_failed']} "
             f"({r['excess_failures']:.0f}) | **{r['bad_release_fraction'] * 100:.2f}%** ({r['excess_failures']:.0f} "
             f"of {r['requests']}) | {verdict} "
             f"| {r['final_state']}, {r['final_weight']:g}% |")
@@ -95,7 +103,7 @@ def main():
         print()
         for r in rows:
             print(f"- {r['bad_error_rate'] * 100:g}% errors, auto_rollback "
-                  f"{'on' if r['auto_rollback'] else 'off'}: {r['reason']}")
+                  f"{'on' if r['auto_rollback'] else 'off'}, seed {r['seed']}: {r['reason'] or '(no verdict)'}")
         return
     if len(sys.argv) != 2:
         sys.exit(__doc__)

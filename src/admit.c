@@ -219,31 +219,41 @@ static void check_late(struct admit_limiter *l, uint64_t now_us)
             break; /* the list is in dispatch order */
         late++;
     }
+    /* Late requests that have just left the server's queue are in their
+     * prefill and still count as late.  A queued request starts when a
+     * slot frees, i.e. at one of our completions: those of the last 1.5
+     * baselines (a prefill) are the late requests that may have started. */
+    uint32_t recent = 0;
+    uint64_t win = (uint64_t)(1.5 * l->baseline_us);
+    for (uint32_t i = 0; i < ADMIT_RECENT && i < l->done; i++) {
+        uint64_t t = l->recent_done[(l->recent_pos + ADMIT_RECENT - 1 - i) % ADMIT_RECENT];
+        if (now_us - t > win)
+            break;
+        recent++;
+    }
     double target;
     if (late >= 2) {
-        /* Late requests that have just left the server's queue are in
-         * their prefill and still count as late.  A queued request starts
-         * when a slot frees, i.e. at one of our completions: those of the
-         * last 1.5 baselines (a prefill) are the late requests that may
-         * have started.  That much slack, at least one. */
-        double slack = 1.0;
-        uint64_t win = (uint64_t)(1.5 * l->baseline_us);
-        uint32_t recent = 0;
-        for (uint32_t i = 0; i < ADMIT_RECENT && i < l->done; i++) {
-            uint64_t t = l->recent_done[(l->recent_pos + ADMIT_RECENT - 1 - i) % ADMIT_RECENT];
-            if (now_us - t > win)
-                break;
-            recent++;
-        }
-        if (recent > slack)
-            slack = recent;
+        /* That much slack, at least one. */
+        double slack = RP_MAX(1.0, (double)recent);
         target = (double)l->inflight - (double)late + slack;
     } else if (late == 1 && l->pend_head->start_us >= l->last_decrease_us &&
-               (double)(now_us - l->pend_head->start_us) >= 2.0 * thr) {
+               (double)(now_us - l->pend_head->start_us) >=
+                   (l->bad_level > 0.0 && (double)l->pend_head->inflight_at_start >= l->bad_level ? 1.0 : 2.0) *
+                       thr) {
         /* A single request far beyond the threshold: the server is one
          * slot short (a probe too far).  Once per decrease epoch, so one
-         * giant prompt costs at most one slot until the next probe. */
-        target = (double)l->inflight - 1.0;
+         * giant prompt costs at most one slot until the next probe.  A
+         * request that took a slot at or above the level last seen to
+         * queue (the probed slot) needs only the threshold itself: every
+         * request dispatched while a failed probe stands waits a departure
+         * inside the server, so ending it early is what keeps probing
+         * cheap (at twice the threshold it lasted about a second).  When
+         * one of our requests has just ended (this check runs on its
+         * release), in-flight has already dropped by one and the late
+         * request is taking the freed slot: the server holds in-flight of
+         * ours, not one less.  Without that, the decrease after a probe
+         * went two slots down, and stayed there for a probe interval. */
+        target = (double)l->inflight - 1.0 + (double)RP_MIN(recent, 1u);
     } else {
         return;
     }

@@ -883,12 +883,14 @@ static bool try_retry(struct client *c, enum retry_failure f, enum admit_outcome
         .idempotent = retry_method_idempotent(r->method, strlen(r->method)),
         .body_replayable = r->replayable && r->req_body_done && r->out_sent <= buf_len(&r->out),
     };
-    if (retry_decide(r->up->retry, &rr, now) != RETRY_YES)
-        return false;
+    /* Nowhere else to go is not a retry: probe first so the budget only
+     * counts retries that happen. */
     struct pick_ctx probe = {.group = -1, .tried = r->tried | (r->srv->index < 64 ? 1ull << r->srv->index : 0),
                              .need_slot = true};
-    if (!upstream_pick(r->up, pick_accept, &probe))
-        return false; /* nowhere else to go right now */
+    if (!upstream_any(r->up, pick_accept, &probe))
+        return false;
+    if (retry_decide(r->up->retry, &rr, now) != RETRY_YES)
+        return false;
     /* End the failed attempt: its connection, its slot. */
     if (r->u) {
         upstream_conn_close(r->u);
@@ -1098,7 +1100,7 @@ static void req_admit(struct client *c)
     r->group = canary_pick_group(up->canary, tenant_flow_key(t));
     retry_note_request(up->retry, now);
     struct pick_ctx any = {.group = -1};
-    if (!upstream_pick(up, pick_accept, &any)) {
+    if (!upstream_any(up, pick_accept, &any)) {
         req_refuse(c, 503, "no_server", "no upstream server is available", "no_server", 5, NULL);
         return;
     }
@@ -1160,7 +1162,7 @@ static void queue_pump(struct ev_loop *loop, struct ev_timer *t, void *arg)
     struct proxy *px = up->owner;
     while (admit_queue_len(&up->queue) > 0) {
         uint64_t now = ev_now(loop);
-        if (!upstream_pick(up, server_has_slot, NULL))
+        if (!upstream_any(up, server_has_slot, NULL))
             break;
         struct admit_waiter *w = admit_dequeue(&up->queue, now);
         if (!w)

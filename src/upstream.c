@@ -137,22 +137,63 @@ static double server_load(const struct server *s)
     double w = (double)(s->conf->weight ? s->conf->weight : 1) * s->weight_factor;
     if (w < 0.01)
         w = 0.01;
-    return ((double)s->inflight + 1.0) / w;
+    /* No "+1": idle servers tie, and the tie goes to the first (weighted)
+     * draw, which is what gives a slow-starting server its partial share. */
+    return (double)s->inflight / w;
 }
 
-struct server *upstream_pick(struct upstream *up, upstream_accept_fn accept, void *arg)
+static double server_weight(const struct server *s)
 {
-    size_t n = up->num_servers;
-    struct server *cand[CONFIG_MAX_SERVERS];
-    size_t k = 0;
+    double w = (double)(s->conf->weight ? s->conf->weight : 1) * s->weight_factor;
+    return w < 0.01 ? 0.01 : w;
+}
+
+/* Index into cand[0..k) drawn with probability proportional to weight,
+ * skipping index skip (or none when skip == k). */
+static size_t weighted_draw(struct server **cand, size_t k, size_t skip)
+{
+    double total = 0;
+    for (size_t i = 0; i < k; i++)
+        if (i != skip)
+            total += server_weight(cand[i]);
+    double x = rp_rand01() * total;
+    size_t last = k;
+    for (size_t i = 0; i < k; i++) {
+        if (i == skip)
+            continue;
+        last = i;
+        x -= server_weight(cand[i]);
+        if (x < 0)
+            return i;
+    }
+    return last;
+}
+
+static size_t collect(struct upstream *up, upstream_accept_fn accept, void *arg, struct server **cand)
+{
     uint64_t now = ev_now(up->loop);
-    for (size_t i = 0; i < n; i++) {
+    size_t k = 0;
+    for (size_t i = 0; i < up->num_servers; i++) {
         struct server *s = &up->servers[i];
         if (upstream_server_eligible(s, now) && (!accept || accept(s, arg))) {
             s->weight_factor = health_checker_weight(up->health, (size_t)s->index, now);
             cand[k++] = s;
         }
     }
+    return k;
+}
+
+bool upstream_any(struct upstream *up, upstream_accept_fn accept, void *arg)
+{
+    struct server *cand[CONFIG_MAX_SERVERS];
+    return collect(up, accept, arg, cand) > 0;
+}
+
+struct server *upstream_pick(struct upstream *up, upstream_accept_fn accept, void *arg)
+{
+    size_t n = up->num_servers;
+    struct server *cand[CONFIG_MAX_SERVERS];
+    size_t k = collect(up, accept, arg, cand);
     if (k == 0)
         return NULL;
     if (k == 1)
@@ -167,10 +208,11 @@ struct server *upstream_pick(struct upstream *up, upstream_accept_fn accept, voi
         }
         return cand[0];
     }
-    size_t a = (size_t)(rp_rand64() % k);
-    size_t b = (size_t)(rp_rand64() % (k - 1));
-    if (b >= a)
-        b++;
+    /* The two choices are drawn in proportion to weight (configured weight
+     * times the slow-start ramp), so a recovering server gets its share
+     * even when every server is idle and loads tie. */
+    size_t a = weighted_draw(cand, k, k);
+    size_t b = weighted_draw(cand, k, a);
     return server_load(cand[a]) <= server_load(cand[b]) ? cand[a] : cand[b];
 }
 

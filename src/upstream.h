@@ -102,6 +102,10 @@ void upstream_attempt_done(struct server *s, int outcome, uint64_t ttft_us, uint
 /* Periodic work (outlier ejection expiry, canary analysis); ~100 ms. */
 void upstream_tick(struct upstream_set *set, uint64_t now_us);
 
+/* Is there a server upstream_pick could choose?  Unlike upstream_pick it
+ * changes no state (round-robin position), so it is the probe to use. */
+bool upstream_any(struct upstream *up, upstream_accept_fn accept, void *arg);
+
 /* A pooled connection that is still alive, or NULL (the caller connects). */
 struct uconn *upstream_pool_get(struct server *srv);
 /* Start a non-blocking connect.  *connected is true if it completed at

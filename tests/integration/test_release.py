@@ -15,6 +15,11 @@ promise of docs/releases.md from the outside, through llmsim's own counters
 - a stream that broke mid-response is never retried;
 - the admin API steers a canary, and refuses writes without the token.
 
+Four tests are strict expected failures for known product gaps (each
+names its cause): a streaming canary that only decodes slower, slow start
+at low concurrency, a retry with nowhere to go still counted, and round
+robin over an even number of servers.
+
 Intervals in the configurations are short (100 ms - 1 s) so the whole file
 runs in well under two minutes; bounds are generous so a loaded machine
 does not make the tests flaky.
@@ -301,7 +306,7 @@ def test_failing_health_checks_take_a_server_out_and_slow_start_brings_it_back(p
     interval, fall, rise, slow_start = 0.2, 2, 2, 4.0
     gw = start_gateway(procs, tmp_path, servers_yaml(*(s.addr for s in sims)) +
                        f"    health_check: {{path: /health, interval: 200ms, timeout: 100ms, rise: {rise}, "
-                       f"fall: {fall}, slow_start: 4s}}\n"
+                       f"fall: {fall}, slow_start: {slow_start:g}s}}\n"
                        "    outlier: {enabled: false}\n")
     bad = sims[0]
     name = bad.addr
@@ -320,10 +325,10 @@ def test_failing_health_checks_take_a_server_out_and_slow_start_brings_it_back(p
     took = time.monotonic() - t_fail
     assert took <= interval * (fall + 1) + 1.5, f"marked down after {took:.2f}s"
     time.sleep(0.3)  # requests dispatched just before the transition finish
-    served_down = bad.served()
+    received_down = bad.received()
     others_before = sum(s.served() for s in sims[1:])
     time.sleep(1.5)
-    assert bad.served() == served_down, "a down server still received requests"
+    assert bad.received() == received_down, "a down server still received requests"
     assert sum(s.served() for s in sims[1:]) > others_before + 50, "the other servers stopped serving"
     ms = metrics(gw.admin_port)
     assert metric(ms, "rampart_health_down_total", server=name) == 1
@@ -356,9 +361,6 @@ def test_failing_health_checks_take_a_server_out_and_slow_start_brings_it_back(p
 
 
 
-@pytest.mark.xfail(strict=True, reason="upstream.c p2c compares (inflight + 1) / weight: an idle server at a "
-                   "slow-start weight below 1 always loses to an idle peer, so at low concurrency a recovered "
-                   "server gets no traffic during the ramp and its full share at the end")
 def test_slow_start_ramps_the_share_at_low_concurrency(procs, tmp_path, loads):
     sims = [start_sim(procs, seed=s) for s in (1, 2, 3)]
     gw = start_gateway(procs, tmp_path, servers_yaml(*(s.addr for s in sims)) +
@@ -538,9 +540,6 @@ def test_retries_recover_connect_failures_with_default_budget(procs, tmp_path):
 
 
 
-@pytest.mark.xfail(strict=True, reason="proxy.c try_retry() calls retry_decide(), which records the retry in the "
-                   "budget and in rampart_retry_retries_total, before it checks that another server can take it: "
-                   "with nowhere to go no retry is made but one is counted and budget is spent")
 def test_a_retry_with_nowhere_to_go_is_not_counted(procs, tmp_path):
     dead = f"127.0.0.1:{dead_port()}"
     gw = start_gateway(procs, tmp_path, servers_yaml(dead) + "    outlier: {enabled: false}\n")
@@ -872,9 +871,6 @@ def test_admin_writes_refused_without_a_token_file(procs, tmp_path):
 # balancing
 
 
-@pytest.mark.xfail(strict=True, reason="upstream_pick() advances the round-robin cursor on every call, and each "
-                   "request makes two calls (the availability probe in req_admit, then the pick), so with an "
-                   "even number of servers every other server never gets a request")
 def test_round_robin_uses_every_server(procs, tmp_path):
     sims = [start_sim(procs, seed=s) for s in (61, 62)]
     gw = start_gateway(procs, tmp_path, servers_yaml(*(s.addr for s in sims)) + "    balance: round_robin\n")

@@ -94,6 +94,73 @@ static void test_never_exceeds_limit(void **state)
     }
 }
 
+/* A probe one slot above the server's capacity is undone to the level
+ * below it, not two slots down, when the late request is noticed on the
+ * release that frees its slot in the server. */
+static void test_probe_undo_after_release(void **state)
+{
+    (void)state;
+    struct admit_conf c = default_conf();
+    c.limiter.initial = 17;
+    struct admit_limiter l;
+    admit_limiter_init(&l, &c.limiter, NULL, 0);
+    struct admit_ticket t[64];
+    uint64_t now = 0;
+    /* A baseline of 30 ms from intervals of 16 samples, below the limit
+     * (no growth: the limit never binds). */
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < 16; i++)
+            assert_int_equal(admit_acquire(&l, now, &t[i]), RP_OK);
+        now += 30 * MS;
+        for (int i = 0; i < 16; i++)
+            admit_first_byte(&l, &t[i], now);
+        now += 100 * MS;
+        for (int i = 0; i < 16; i++)
+            admit_release(&l, &t[i], now, ADMIT_DONE);
+        now += 10 * MS;
+    }
+    assert_true(l.baseline_us > 25000 && l.baseline_us < 35000);
+    assert_int_equal(admit_limit(&l), 17);
+    /* 16 running in the server, a 17th queued behind them. */
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(admit_acquire(&l, now, &t[i]), RP_OK);
+    now += 30 * MS;
+    for (int i = 0; i < 16; i++)
+        admit_first_byte(&l, &t[i], now);
+    assert_int_equal(admit_acquire(&l, now, &t[16]), RP_OK);
+    /* Long after the late threshold, one of the 16 ends: its slot goes
+     * to the queued request, the server's capacity is 16. */
+    now += 250 * MS;
+    admit_release(&l, &t[0], now, ADMIT_DONE);
+    assert_int_equal(admit_limit(&l), 16);
+
+    /* The next probe to 17 is undone as soon as the request that used the
+     * probed slot is late by the threshold (3 x 30 ms), not twice it. */
+    for (int i = 1; i < 17; i++)
+        admit_release(&l, &t[i], now, ADMIT_DONE);
+    now += 5 * SEC; /* past the probe interval */
+    for (int round = 0; round < 20 && admit_limit(&l) == 16; round++) {
+        for (int i = 0; i < 16; i++)
+            assert_int_equal(admit_acquire(&l, now, &t[i]), RP_OK);
+        assert_int_equal(admit_acquire(&l, now, &t[16]), RP_AGAIN); /* binding */
+        now += 30 * MS;
+        for (int i = 0; i < 16; i++)
+            admit_first_byte(&l, &t[i], now);
+        now += 100 * MS;
+        for (int i = 0; i < 16; i++)
+            admit_release(&l, &t[i], now, ADMIT_DONE);
+    }
+    assert_int_equal(admit_limit(&l), 17);
+    for (int i = 0; i < 17; i++)
+        assert_int_equal(admit_acquire(&l, now, &t[i]), RP_OK);
+    now += 30 * MS;
+    for (int i = 0; i < 16; i++)
+        admit_first_byte(&l, &t[i], now);
+    now += 80 * MS; /* t[16] has waited 110 ms: late, not yet 2 x 90 ms */
+    admit_limiter_tick(&l, now);
+    assert_int_equal(admit_limit(&l), 16);
+}
+
 /* ---- the simulated model server ------------------------------------------------ */
 
 enum ev_type { EV_ARRIVE, EV_FIRST, EV_DONE, EV_TICK };
@@ -962,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_class_names),
         cmocka_unit_test(test_static_limit),
         cmocka_unit_test(test_never_exceeds_limit),
+        cmocka_unit_test(test_probe_undo_after_release),
         cmocka_unit_test(test_priority_order),
         cmocka_unit_test(test_drr_fairness),
         cmocka_unit_test(test_deadline_expiry),
