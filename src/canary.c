@@ -3,12 +3,13 @@
  * state machine (see canary.h for the decision rule and why).
  *
  * Samples live in a ring of CANARY_BUCKETS time buckets covering the
- * window.  Request and error counts are exact; TTFT values are a uniform
- * reservoir of at most CANARY_BUCKET_SAMPLES per bucket and group, so the
- * memory is fixed whatever the traffic, and both groups are sampled the
- * same way over the same time span (a slow minute affects both sides).
- * The analysis copies the window's TTFT samples into scratch arrays inside
- * the struct: no allocation on the analysis path either.
+ * window.  Request and error counts are exact; TTFT and TPOT values are
+ * each a uniform reservoir of at most CANARY_BUCKET_SAMPLES per bucket and
+ * group, so the memory is fixed whatever the traffic, and both groups are
+ * sampled the same way over the same time span (a slow minute affects both
+ * sides).  The analysis copies the window's samples of one metric at a
+ * time into scratch arrays inside the struct: no allocation on the
+ * analysis path either.
  *
  * The state machine is small:
  *
@@ -107,8 +108,9 @@ static int parse_steps(struct conf_doc *doc, const struct conf_node *n, struct c
 
 int canary_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct canary_conf *out)
 {
-    static const char *const keys[] = {"steps", "step_duration", "interval",      "window",        "min_samples",
-                                       "alpha", "error_margin",  "latency_ratio", "auto_rollback", NULL};
+    static const char *const keys[] = {"steps", "step_duration", "interval",      "window",     "min_samples",
+                                       "alpha", "error_margin",  "latency_ratio", "tpot_ratio", "auto_rollback",
+                                       NULL};
     if (!node)
         return RP_OK;
     if (conf_expect_map(doc, node) != RP_OK)
@@ -148,6 +150,13 @@ int canary_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct
     if (parse_fraction(doc, conf_get(node, "error_margin"), 1.0, &out->error_margin) != RP_OK)
         rc = RP_ERR;
     if (conf_double(doc, conf_get(node, "latency_ratio"), 1.0, 100.0, &out->latency_ratio) != RP_OK)
+        rc = RP_ERR;
+    /* Without its own key the TPOT margin follows latency_ratio: whoever
+     * relaxed or tightened the latency margin meant latency in general. */
+    const struct conf_node *nt = conf_get(node, "tpot_ratio");
+    if (!nt)
+        out->tpot_ratio = out->latency_ratio;
+    else if (conf_double(doc, nt, 1.0, 100.0, &out->tpot_ratio) != RP_OK)
         rc = RP_ERR;
     if (conf_bool(doc, conf_get(node, "auto_rollback"), &out->auto_rollback) != RP_OK)
         rc = RP_ERR;
@@ -396,6 +405,7 @@ static void begin_exposure(struct canary *c, uint64_t now_us)
     c->step_requests = 0;
     memset(c->step_n, 0, sizeof c->step_n);
     memset(c->step_err, 0, sizeof c->step_err);
+    c->tpot_judged_in_step = false;
     c->next_analysis_us = now_us + c->conf.interval_us;
 }
 
@@ -431,6 +441,12 @@ struct canary *canary_new(const char *upstream, const struct canary_conf *conf, 
     if (c->conf.window_us < CANARY_BUCKETS)
         c->conf.window_us = CANARY_BUCKETS;
     c->bucket_us = c->conf.window_us / CANARY_BUCKETS;
+    /* A conf built in code before tpot_ratio existed has 0 there: follow
+     * latency_ratio rather than divide by zero. */
+    if (!(c->conf.tpot_ratio >= 1.0))
+        c->conf.tpot_ratio = c->conf.latency_ratio >= 1.0 ? c->conf.latency_ratio : 1.0;
+    if (!(c->conf.latency_ratio >= 1.0))
+        c->conf.latency_ratio = 1.0;
     c->planned_looks = planned_looks(&c->conf);
     /* A fixed seed per upstream keeps runs reproducible; reservoir
      * sampling needs uniformity, not secrecy. */
@@ -511,17 +527,39 @@ static bool bucket_live(const struct canary *c, const struct canary_bucket *b, u
     return b->epoch != 0 && b->epoch <= e && e - b->epoch < CANARY_BUCKETS;
 }
 
-void canary_record(struct canary *c, int group, bool error, uint64_t ttft_us, uint64_t now_us)
+/* The bucket for now_us, recycled when it still holds an older epoch. */
+static struct canary_bucket *bucket_at(struct canary *c, uint64_t now_us)
 {
-    if (!c)
-        return;
-    int g = group ? 1 : 0;
     uint64_t e = now_us / c->bucket_us + 1;
     struct canary_bucket *b = &c->buckets[e % CANARY_BUCKETS];
     if (b->epoch != e) {
         memset(b, 0, sizeof *b);
         b->epoch = e;
     }
+    return b;
+}
+
+/* Reservoir sampling (algorithm R): every value offered to the bucket has
+ * the same chance to be kept, however many arrive. */
+static void reservoir_add(struct canary *c, struct canary_reservoir *r, int g, uint64_t value)
+{
+    uint32_t v = value > UINT32_MAX ? UINT32_MAX : (uint32_t)value;
+    r->seen[g]++;
+    if (r->n[g] < CANARY_BUCKET_SAMPLES) {
+        r->v[g][r->n[g]++] = v;
+    } else {
+        uint64_t k = next_rand(c) % r->seen[g];
+        if (k < CANARY_BUCKET_SAMPLES)
+            r->v[g][k] = v;
+    }
+}
+
+void canary_record(struct canary *c, int group, bool error, uint64_t ttft_us, uint64_t now_us)
+{
+    if (!c)
+        return;
+    int g = group ? 1 : 0;
+    struct canary_bucket *b = bucket_at(c, now_us);
     b->requests[g]++;
     c->requests_total[g]++;
     c->step_n[g]++;
@@ -535,15 +573,14 @@ void canary_record(struct canary *c, int group, bool error, uint64_t ttft_us, ui
     }
     if (ttft_us == 0)
         return;
-    uint32_t v = ttft_us > UINT32_MAX ? UINT32_MAX : (uint32_t)ttft_us;
-    b->ttft_seen[g]++;
-    if (b->ttft_n[g] < CANARY_BUCKET_SAMPLES) {
-        b->ttft[g][b->ttft_n[g]++] = v;
-    } else {
-        uint64_t r = next_rand(c) % b->ttft_seen[g];
-        if (r < CANARY_BUCKET_SAMPLES)
-            b->ttft[g][r] = v;
-    }
+    reservoir_add(c, &b->ttft, g, ttft_us);
+}
+
+void canary_record_tpot(struct canary *c, int group, uint64_t tpot_us, uint64_t now_us)
+{
+    if (!c)
+        return;
+    reservoir_add(c, &bucket_at(c, now_us)->tpot, group ? 1 : 0, tpot_us);
 }
 
 /* ---- analysis ---- */
@@ -559,33 +596,55 @@ static double ac_bound(uint64_t err_c, uint64_t n_c, uint64_t err_s, uint64_t n_
     return pc - ps + z * sqrt(pc * (1.0 - pc) / nc + ps * (1.0 - ps) / ns);
 }
 
-static void analyze(struct canary *c, uint64_t now_us, struct canary_analysis *a)
+/* Samples of group g that a bucket contributes to the tests: both groups
+ * are thinned to the lower of their two reservoirs' sampling rates, so that
+ * each group's samples are spread over time like its traffic. */
+static size_t bucket_keep(const struct canary_reservoir *r, int g)
 {
-    memset(a, 0, sizeof *a);
-    a->valid = true;
-    a->at_us = now_us;
-    size_t n[2] = {0, 0};
+    double f[2];
+    for (int k = 0; k < 2; k++)
+        f[k] = r->seen[k] ? (double)r->n[k] / (double)r->seen[k] : 1.0;
+    double fm = RP_MIN(f[0], f[1]);
+    size_t keep = r->n[g];
+    if (f[g] > fm)
+        keep = RP_MIN((size_t)(fm * (double)r->seen[g] + 0.5), (size_t)r->n[g]);
+    return keep;
+}
+
+enum metric { M_TTFT, M_TPOT };
+
+static const struct canary_reservoir *reservoir_of(const struct canary_bucket *b, enum metric m)
+{
+    return m == M_TTFT ? &b->ttft : &b->tpot;
+}
+
+/* How many samples of metric m the window holds per group after thinning
+ * (known before any test runs: the look's alpha depends on it). */
+static void window_counts(const struct canary *c, uint64_t now_us, enum metric m, size_t n[2])
+{
+    n[0] = n[1] = 0;
     for (size_t i = 0; i < CANARY_BUCKETS; i++) {
         const struct canary_bucket *b = &c->buckets[i];
         if (!bucket_live(c, b, now_us))
             continue;
-        /* Thin both groups of this bucket to the same sampling rate, the
-         * lower of the two reservoirs' rates, so that each group's samples
-         * are spread over time like its traffic. */
-        double f[2];
         for (int g = 0; g < 2; g++)
-            f[g] = b->ttft_seen[g] ? (double)b->ttft_n[g] / (double)b->ttft_seen[g] : 1.0;
-        double fm = RP_MIN(f[0], f[1]);
+            n[g] += bucket_keep(reservoir_of(b, m), g);
+    }
+}
+
+/* Copy the window's thinned samples of metric m into c->scratch. */
+static void gather(struct canary *c, uint64_t now_us, enum metric m, size_t n[2])
+{
+    n[0] = n[1] = 0;
+    for (size_t i = 0; i < CANARY_BUCKETS; i++) {
+        const struct canary_bucket *b = &c->buckets[i];
+        if (!bucket_live(c, b, now_us))
+            continue;
+        const struct canary_reservoir *r = reservoir_of(b, m);
         for (int g = 0; g < 2; g++) {
-            a->requests[g] += b->requests[g];
-            a->errors[g] += b->errors[g];
-            size_t stored = b->ttft_n[g], keep = stored;
-            if (f[g] > fm) {
-                keep = (size_t)(fm * (double)b->ttft_seen[g] + 0.5);
-                keep = RP_MIN(keep, stored);
-            }
+            size_t stored = r->n[g], keep = bucket_keep(r, g);
             uint32_t *dst = &c->scratch[g][n[g]];
-            memcpy(dst, b->ttft[g], stored * sizeof(uint32_t));
+            memcpy(dst, r->v[g], stored * sizeof(uint32_t));
             for (size_t k = 0; k < keep && keep < stored; k++) {
                 /* partial Fisher-Yates: a uniform subset of size keep */
                 size_t j = k + (size_t)(next_rand(c) % (stored - k));
@@ -596,20 +655,72 @@ static void analyze(struct canary *c, uint64_t now_us, struct canary_analysis *a
             n[g] += keep;
         }
     }
-    a->ttft_n[0] = n[0];
-    a->ttft_n[1] = n[1];
+}
+
+/* The verdict on one latency metric; copied into the metric's fields of
+ * struct canary_analysis. */
+struct latency_verdict {
+    bool regressed;
+    double median_us[2], ratio, auc, z, p, margin_p, ni_p;
+};
+
+/* Mann-Whitney on the samples in c->scratch (n[1] canary, n[0] stable),
+ * then the margin both ways (this rescales the canary's scratch). */
+static void judge_latency(struct canary *c, const size_t n[2], double margin, double alpha_test,
+                          struct latency_verdict *v)
+{
+    struct canary_mw mw;
+    canary_mann_whitney(c->scratch[1], n[1], c->scratch[0], n[0], &mw);
+    v->median_us[0] = mw.median_s;
+    v->median_us[1] = mw.median_c;
+    v->ratio = mw.median_s > 0.0 ? mw.median_c / mw.median_s : 0.0;
+    v->auc = mw.auc;
+    v->z = mw.z;
+    v->p = mw.p;
+    /* The margin, both ways: shrink the canary's values by the ratio (a
+     * shift of the log latency by log ratio) and ask whether the canary is
+     * still slower (rollback) or now faster (promotion). */
+    for (size_t i = 0; i < n[1]; i++)
+        c->scratch[1][i] = (uint32_t)((double)c->scratch[1][i] / margin);
+    struct canary_mw m;
+    canary_mann_whitney(c->scratch[1], n[1], c->scratch[0], n[0], &m);
+    v->margin_p = m.p;
+    canary_mann_whitney(c->scratch[0], n[0], c->scratch[1], n[1], &m);
+    v->ni_p = m.p;
+    v->regressed = v->p < alpha_test && v->margin_p < CANARY_MARGIN_ALPHA;
+}
+
+static void analyze(struct canary *c, uint64_t now_us, struct canary_analysis *a)
+{
+    memset(a, 0, sizeof *a);
+    a->valid = true;
+    a->at_us = now_us;
+    for (size_t i = 0; i < CANARY_BUCKETS; i++) {
+        const struct canary_bucket *b = &c->buckets[i];
+        if (!bucket_live(c, b, now_us))
+            continue;
+        for (int g = 0; g < 2; g++) {
+            a->requests[g] += b->requests[g];
+            a->errors[g] += b->errors[g];
+        }
+    }
+    window_counts(c, now_us, M_TTFT, a->ttft_n);
+    window_counts(c, now_us, M_TPOT, a->tpot_n);
     for (int g = 0; g < 2; g++)
         a->err_ratio[g] = a->requests[g] ? (double)a->errors[g] / (double)a->requests[g] : 0.0;
     a->err_diff = a->err_ratio[1] - a->err_ratio[0];
     unsigned min = c->conf.min_samples;
     a->err_judged = a->requests[0] >= min && a->requests[1] >= min;
-    a->ttft_judged = n[0] >= min && n[1] >= min;
+    a->ttft_judged = a->ttft_n[0] >= min && a->ttft_n[1] >= min;
+    a->tpot_judged = a->tpot_n[0] >= min && a->tpot_n[1] >= min;
     a->err_p = 1.0;
-    a->ttft_p = 1.0;
-    if (a->err_judged || a->ttft_judged) {
+    a->ttft_p = a->tpot_p = 1.0;
+    a->ttft_margin_p = a->tpot_margin_p = 1.0;
+    a->ttft_ni_p = a->tpot_ni_p = 1.0;
+    if (a->err_judged || a->ttft_judged || a->tpot_judged) {
         c->looks++;
         a->look = c->looks;
-        a->alpha_test = canary_look_alpha(c->conf.alpha, c->planned_looks, c->looks) / 2.0;
+        a->alpha_test = canary_look_alpha(c->conf.alpha, c->planned_looks, c->looks) / (double)CANARY_TESTS_PER_LOOK;
     }
     if (a->err_judged) {
         double pbar = (double)(a->errors[0] + a->errors[1]) / (double)(a->requests[0] + a->requests[1]);
@@ -622,37 +733,43 @@ static void analyze(struct canary *c, uint64_t now_us, struct canary_analysis *a
         a->err_lower = ac_bound(a->errors[1], a->requests[1], a->errors[0], a->requests[0], -CANARY_MARGIN_Z);
         a->err_regressed = a->err_p < a->alpha_test && a->err_lower >= c->conf.error_margin;
     }
+    size_t n[2];
+    struct latency_verdict v;
     if (a->ttft_judged) {
-        struct canary_mw mw;
-        canary_mann_whitney(c->scratch[1], n[1], c->scratch[0], n[0], &mw);
-        a->ttft_median_us[0] = mw.median_s;
-        a->ttft_median_us[1] = mw.median_c;
-        a->ttft_ratio = mw.median_s > 0.0 ? mw.median_c / mw.median_s : 0.0;
-        a->ttft_auc = mw.auc;
-        a->ttft_z = mw.z;
-        a->ttft_p = mw.p;
-        /* The margin, both ways: shrink the canary's TTFTs by the ratio
-         * (a shift of log TTFT by log ratio) and ask whether the canary is
-         * still slower (rollback) or now faster (promotion). */
-        for (size_t i = 0; i < n[1]; i++)
-            c->scratch[1][i] = (uint32_t)((double)c->scratch[1][i] / c->conf.latency_ratio);
-        struct canary_mw m;
-        canary_mann_whitney(c->scratch[1], n[1], c->scratch[0], n[0], &m);
-        a->ttft_margin_p = m.p;
-        canary_mann_whitney(c->scratch[0], n[0], c->scratch[1], n[1], &m);
-        a->ttft_ni_p = m.p;
-        a->ttft_regressed = a->ttft_p < a->alpha_test && a->ttft_margin_p < CANARY_MARGIN_ALPHA;
-    } else {
-        a->ttft_ni_p = 1.0;
-        a->ttft_margin_p = 1.0;
+        gather(c, now_us, M_TTFT, n);
+        judge_latency(c, n, c->conf.latency_ratio, a->alpha_test, &v);
+        a->ttft_regressed = v.regressed;
+        memcpy(a->ttft_median_us, v.median_us, sizeof v.median_us);
+        a->ttft_ratio = v.ratio;
+        a->ttft_auc = v.auc;
+        a->ttft_z = v.z;
+        a->ttft_p = v.p;
+        a->ttft_margin_p = v.margin_p;
+        a->ttft_ni_p = v.ni_p;
+    }
+    if (a->tpot_judged) {
+        gather(c, now_us, M_TPOT, n);
+        judge_latency(c, n, c->conf.tpot_ratio, a->alpha_test, &v);
+        a->tpot_regressed = v.regressed;
+        memcpy(a->tpot_median_us, v.median_us, sizeof v.median_us);
+        a->tpot_ratio = v.ratio;
+        a->tpot_auc = v.auc;
+        a->tpot_z = v.z;
+        a->tpot_p = v.p;
+        a->tpot_margin_p = v.margin_p;
+        a->tpot_ni_p = v.ni_p;
+        c->tpot_judged_in_step = true;
     }
     /* Promotion gate for errors, over the whole step (the window may hold
      * too few canary requests at a low weight): Agresti-Caffo upper bound
      * of the difference, which stays sensible with zero errors. */
     a->err_upper = ac_bound(c->step_err[1], c->step_n[1], c->step_err[0], c->step_n[0], CANARY_MARGIN_Z);
-    bool no_ttft = n[0] == 0 && n[1] == 0;
+    bool no_ttft = a->ttft_n[0] == 0 && a->ttft_n[1] == 0;
+    /* TPOT gates only once it has been judged in this step: streams may be
+     * rare or absent (see canary.h). */
+    bool tpot_ok = a->tpot_judged ? a->tpot_ni_p < CANARY_MARGIN_ALPHA : !c->tpot_judged_in_step;
     a->within_margins = a->err_judged && a->err_upper < c->conf.error_margin &&
-                        (a->ttft_judged ? a->ttft_ni_p < CANARY_MARGIN_ALPHA : no_ttft);
+                        (a->ttft_judged ? a->ttft_ni_p < CANARY_MARGIN_ALPHA : no_ttft) && tpot_ok;
 }
 
 static void do_rollback(struct canary *c, const char *source, const char *reason, uint64_t now_us)
@@ -692,12 +809,21 @@ static void describe_regression(const struct canary *c, const struct canary_anal
                     c->conf.error_margin * 100.0, a->err_p, a->alpha_test, a->err_exact ? "Fisher exact" : "z-test");
         len = strlen(buf);
     }
-    if (a->ttft_regressed && len + 3 < cap)
+    if (a->ttft_regressed && len + 3 < cap) {
         rp_snprintf(buf + len, cap - len,
                     "%sTTFT median %.0f ms vs stable %.0f ms (x%.2f), Mann-Whitney p=%.2g < %.2g, slower than x%.2f "
                     "with p=%.2g",
                     len ? "; " : "", a->ttft_median_us[1] / 1000.0, a->ttft_median_us[0] / 1000.0, a->ttft_ratio,
                     a->ttft_p, a->alpha_test, c->conf.latency_ratio, a->ttft_margin_p);
+        len = strlen(buf);
+    }
+    /* Per-token times are a few ms: one decimal more than TTFT. */
+    if (a->tpot_regressed && len + 3 < cap)
+        rp_snprintf(buf + len, cap - len,
+                    "%sTPOT median %.1f ms vs stable %.1f ms (x%.2f), Mann-Whitney p=%.2g < %.2g, slower than x%.2f "
+                    "with p=%.2g",
+                    len ? "; " : "", a->tpot_median_us[1] / 1000.0, a->tpot_median_us[0] / 1000.0, a->tpot_ratio,
+                    a->tpot_p, a->alpha_test, c->conf.tpot_ratio, a->tpot_margin_p);
 }
 
 enum canary_decision canary_tick(struct canary *c, uint64_t now_us)
@@ -713,7 +839,7 @@ enum canary_decision canary_tick(struct canary *c, uint64_t now_us)
     struct canary_analysis *a = &c->last;
     analyze(c, now_us, a);
     enum canary_decision d = CANARY_CONTINUE;
-    if (a->err_regressed || a->ttft_regressed) {
+    if (a->err_regressed || a->ttft_regressed || a->tpot_regressed) {
         char why[CANARY_REASON_MAX];
         describe_regression(c, a, why, sizeof why);
         rp_snprintf(a->reason, sizeof a->reason, "%s", why);
@@ -736,9 +862,14 @@ enum canary_decision canary_tick(struct canary *c, uint64_t now_us)
                         (unsigned long long)a->requests[1], (unsigned long long)a->requests[0], a->ttft_n[1],
                         a->ttft_n[0], c->conf.min_samples);
         } else {
+            char tpot[64];
+            if (a->tpot_judged)
+                rp_snprintf(tpot, sizeof tpot, "TPOT x%.2f (p=%.2g)", a->tpot_ratio, a->tpot_p);
+            else
+                rp_snprintf(tpot, sizeof tpot, "TPOT not judged (%zu/%zu samples)", a->tpot_n[1], a->tpot_n[0]);
             rp_snprintf(a->reason, sizeof a->reason,
-                        "no regression: errors %+.2f pp (p=%.2g, bound %+.2f pp), TTFT x%.2f (p=%.2g); %s",
-                        a->err_diff * 100.0, a->err_p, a->err_upper * 100.0, a->ttft_ratio, a->ttft_p,
+                        "no regression: errors %+.2f pp (p=%.2g, bound %+.2f pp), TTFT x%.2f (p=%.2g), %s; %s",
+                        a->err_diff * 100.0, a->err_p, a->err_upper * 100.0, a->ttft_ratio, a->ttft_p, tpot,
                         a->within_margins ? "within margins" : "not yet shown within margins");
         }
         if (c->state == CANARY_RUNNING && a->within_margins && in_step >= c->conf.step_duration_us &&
@@ -880,6 +1011,29 @@ static void num(struct sbuf *out, double v)
     sbuf_printf(out, "%.6g", v);
 }
 
+/* One latency metric of the analysis (TTFT, TPOT): same shape for both. */
+static void latency_json(struct sbuf *out, bool judged, bool regressed, const size_t n[2], const double median_us[2],
+                         double ratio, double auc, double z, double p, double margin_p)
+{
+    sbuf_printf(out, "{\"judged\":%s,\"regression\":%s", judged ? "true" : "false", regressed ? "true" : "false");
+    for (int g = 0; g < 2; g++) {
+        sbuf_printf(out, ",\"%s\":{\"samples\":%zu,\"median_ms\":", g ? "canary" : "stable", n[g]);
+        num(out, median_us[g] / 1000.0);
+        sbuf_adds(out, "}");
+    }
+    sbuf_adds(out, ",\"median_ratio\":");
+    num(out, ratio);
+    sbuf_adds(out, ",\"prob_canary_slower\":");
+    num(out, auc);
+    sbuf_adds(out, ",\"z\":");
+    num(out, z);
+    sbuf_adds(out, ",\"p_value\":");
+    num(out, p);
+    sbuf_adds(out, ",\"beyond_margin_p_value\":");
+    num(out, margin_p);
+    sbuf_adds(out, "}");
+}
+
 void canary_render_json(const struct canary *c, struct sbuf *out, uint64_t now_us)
 {
     sbuf_adds(out, "{\"upstream\":\"");
@@ -908,6 +1062,8 @@ void canary_render_json(const struct canary *c, struct sbuf *out, uint64_t now_u
     num(out, c->conf.error_margin);
     sbuf_adds(out, ",\"latency_ratio\":");
     num(out, c->conf.latency_ratio);
+    sbuf_adds(out, ",\"tpot_ratio\":");
+    num(out, c->conf.tpot_ratio);
     sbuf_adds(out, "},\"analysis\":");
     const struct canary_analysis *a = &c->last;
     if (!a->valid) {
@@ -935,29 +1091,20 @@ void canary_render_json(const struct canary *c, struct sbuf *out, uint64_t now_u
         num(out, a->err_z);
         sbuf_adds(out, ",\"p_value\":");
         num(out, a->err_p);
-        sbuf_printf(out, "},\"ttft\":{\"judged\":%s,\"regression\":%s", a->ttft_judged ? "true" : "false",
-                    a->ttft_regressed ? "true" : "false");
-        for (int g = 0; g < 2; g++) {
-            sbuf_printf(out, ",\"%s\":{\"samples\":%zu,\"median_ms\":", g ? "canary" : "stable", a->ttft_n[g]);
-            num(out, a->ttft_median_us[g] / 1000.0);
-            sbuf_adds(out, "}");
-        }
-        sbuf_adds(out, ",\"median_ratio\":");
-        num(out, a->ttft_ratio);
-        sbuf_adds(out, ",\"prob_canary_slower\":");
-        num(out, a->ttft_auc);
-        sbuf_adds(out, ",\"z\":");
-        num(out, a->ttft_z);
-        sbuf_adds(out, ",\"p_value\":");
-        num(out, a->ttft_p);
-        sbuf_adds(out, ",\"beyond_margin_p_value\":");
-        num(out, a->ttft_margin_p);
-        sbuf_printf(out, "},\"promotion_gate\":{\"within_margins\":%s,\"error_difference_upper_bound\":",
+        sbuf_adds(out, "},\"ttft\":");
+        latency_json(out, a->ttft_judged, a->ttft_regressed, a->ttft_n, a->ttft_median_us, a->ttft_ratio, a->ttft_auc,
+                     a->ttft_z, a->ttft_p, a->ttft_margin_p);
+        sbuf_adds(out, ",\"tpot\":");
+        latency_json(out, a->tpot_judged, a->tpot_regressed, a->tpot_n, a->tpot_median_us, a->tpot_ratio, a->tpot_auc,
+                     a->tpot_z, a->tpot_p, a->tpot_margin_p);
+        sbuf_printf(out, ",\"promotion_gate\":{\"within_margins\":%s,\"error_difference_upper_bound\":",
                     a->within_margins ? "true" : "false");
         num(out, a->err_upper);
         sbuf_adds(out, ",\"ttft_within_ratio_p_value\":");
         num(out, a->ttft_ni_p);
-        sbuf_adds(out, "}}");
+        sbuf_adds(out, ",\"tpot_within_ratio_p_value\":");
+        num(out, a->tpot_ni_p);
+        sbuf_printf(out, ",\"tpot_required\":%s}}", c->tpot_judged_in_step ? "true" : "false");
     }
     sbuf_adds(out, ",\"events\":[");
     /* Oldest first. */
@@ -1065,6 +1212,24 @@ void canary_metrics_render(struct sbuf *out, void *arg)
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_ttft_p_value", c, NULL);
         sbuf_printf(out, "%.6g\n", c->last.valid ? c->last.ttft_p : 1.0);
+    }
+    head(out, "rampart_canary_tpot_median_seconds", "gauge",
+         "Median time per output token of streams in the window (0: not judged).");
+    for (const struct canary *c = registry; c; c = c->next_reg)
+        for (int g = 0; g < 2; g++) {
+            series(out, "rampart_canary_tpot_median_seconds", c, groups[g]);
+            sbuf_printf(out, "%.6f\n", c->last.tpot_median_us[g] / 1e6);
+        }
+    head(out, "rampart_canary_tpot_ratio", "gauge", "Canary / stable TPOT median at the latest analysis.");
+    for (const struct canary *c = registry; c; c = c->next_reg) {
+        series(out, "rampart_canary_tpot_ratio", c, NULL);
+        sbuf_printf(out, "%.4f\n", isfinite(c->last.tpot_ratio) ? c->last.tpot_ratio : 0.0);
+    }
+    head(out, "rampart_canary_tpot_p_value", "gauge",
+         "Mann-Whitney p-value of 'canary TPOT slower' at the latest analysis.");
+    for (const struct canary *c = registry; c; c = c->next_reg) {
+        series(out, "rampart_canary_tpot_p_value", c, NULL);
+        sbuf_printf(out, "%.6g\n", c->last.valid ? c->last.tpot_p : 1.0);
     }
     head(out, "rampart_canary_alpha_per_test", "gauge", "Significance level of each test at the latest look.");
     for (const struct canary *c = registry; c; c = c->next_reg) {

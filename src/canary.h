@@ -17,17 +17,22 @@
  *     events, which is exactly the regime of a low-error service);
  *   - time to first token of successful attempts: one-sided Mann-Whitney U
  *     "canary slower" (normal approximation with tie and continuity
- *     correction), as Kayenta's judge does.
+ *     correction), as Kayenta's judge does;
+ *   - time per output token of successful streams (from the first body
+ *     byte to the end, per content event after the first): the same test.
+ *     On a stream the first body byte comes at the end of the prefill, so
+ *     TTFT cannot see a release that only decodes slower; TPOT can.
  * A metric is judged only when both groups have min_samples in the window.
  * A regression needs BOTH statistical significance (p below the look's
  * alpha: the canary is worse at all) AND practical significance with 95%
  * confidence (the canary is worse by at least the margin): the lower
  * Agresti-Caffo bound of the error-ratio difference is at least
  * error_margin, resp. Mann-Whitney still finds the canary slower after its
- * TTFTs are divided by latency_ratio.  Testing the margin with a
- * confidence bound rather than the point estimate matters at low weights:
- * with ~150 canary samples a TTFT median is only known to +-10%, so a
- * canary 5% slower would often show a point estimate past a 1.2 ratio.
+ * TTFTs (TPOTs) are divided by latency_ratio (tpot_ratio).  Testing the
+ * margin with a confidence bound rather than the point estimate matters at
+ * low weights: with ~150 canary samples a TTFT median is only known to
+ * +-10%, so a canary 5% slower would often show a point estimate past a
+ * 1.2 ratio.
  *
  * Repeated looks: the analysis looks at the data every interval over the
  * whole rollout, so a fixed per-look alpha would add up to a large false
@@ -38,8 +43,9 @@
  * telescopes to exactly alpha over any number of looks, gives about alpha/K
  * to the first look (Bonferroni's share), half of alpha over the planned
  * looks, and keeps the other half for looks beyond the plan (a step waiting
- * for samples, a pause).  Each look tests two metrics, so each test uses
- * alpha_k / 2 (Bonferroni).
+ * for samples, a pause).  Each look tests up to three metrics, so each test
+ * uses alpha_k / 3 (Bonferroni; the split is fixed so that the level of a
+ * test does not depend on which other metrics had samples).
  *
  * Steps (default 5% -> 25% -> 50% -> 100%): a running rollout moves to the
  * next step when the step has lasted step_duration, the canary took at
@@ -48,9 +54,16 @@
  * mirror of the rollback test): the upper confidence bound of the error
  * ratio difference over the step (Agresti-Caffo) is below error_margin,
  * and Mann-Whitney finds canary TTFT / latency_ratio faster than stable
- * (p < 0.05).  "Enough samples" therefore means enough to show the canary
+ * (p < 0.05), and, when TPOT is judged, canary TPOT / tpot_ratio faster
+ * than stable.  "Enough samples" therefore means enough to show the canary
  * is fine, not merely too few to show it is bad: a bad canary is never
- * promoted for lack of evidence, it waits.  Reaching 100% is the
+ * promoted for lack of evidence, it waits.  TPOT is the exception: only
+ * streams have it, and an upstream may serve few or none, so a step in
+ * which TPOT never had min_samples per group is judged on errors and TTFT
+ * alone.  Once TPOT was judged during a step, though, a later look without
+ * enough TPOT samples does not count as "within margins": otherwise a
+ * sample count hovering around min_samples would let a canary through on
+ * the look that happened to fall short.  Reaching 100% is the
  * promotion; the analysis stops there (no stable traffic is left).
  *
  * Every weight change starts a new exposure: the window is cleared, so the
@@ -58,7 +71,7 @@
  * samples from two weights would let anything that varies with time
  * (load, an upstream hiccup) fall unevenly on the two groups.  For the
  * same reason TTFT samples are thinned per bucket to the same sampling
- * rate in both groups before the tests.
+ * rate in both groups before the tests (TPOT samples likewise).
  *
  * Manual control (admin API): pause (stops promotion, not protection: a
  * regression still rolls back), resume, rollback, promote (one step),
@@ -68,8 +81,8 @@
  * (e.g. the status page opening an incident on rollback).
  *
  * Pure logic except canary_admin_* (which reads the monotonic clock) and
- * the stderr event line.  Everything is bounded: TTFT samples are a
- * reservoir of CANARY_BUCKET_SAMPLES per window bucket per group.
+ * the stderr event line.  Everything is bounded: TTFT and TPOT samples are
+ * each a reservoir of CANARY_BUCKET_SAMPLES per window bucket per group.
  */
 #ifndef RP_CANARY_H
 #define RP_CANARY_H
@@ -97,6 +110,8 @@ struct admin;
 /* Below this many expected errors in either group, the error test is
  * Fisher's exact test instead of the z-test. */
 #define CANARY_Z_MIN_EXPECTED 100.0
+/* Bonferroni split of a look's alpha: errors, TTFT, TPOT. */
+#define CANARY_TESTS_PER_LOOK 3
 /* One-sided 95% confidence for the margin checks, in both directions:
  * "worse by at least the margin" (rollback) and "within the margin"
  * (promotion). */
@@ -115,6 +130,7 @@ struct canary_conf {
     double alpha;                        /* family-wise false-rollback bound; default 0.01 */
     double error_margin;                 /* error ratio difference that matters; default 0.01 (1 pp) */
     double latency_ratio;                /* TTFT median ratio that matters; default 1.2 */
+    double tpot_ratio;                   /* TPOT median ratio that matters; default latency_ratio */
     bool auto_rollback;                  /* default true; false: a regression pauses and logs */
 };
 
@@ -122,14 +138,15 @@ struct canary_conf {
     {                                                                                                                  \
         .steps_bp = {500, 2500, 5000, 10000}, .num_steps = 4, .step_duration_us = 300000000u,                          \
         .interval_us = 30000000u, .window_us = 300000000u, .min_samples = 100, .alpha = 0.01, .error_margin = 0.01,    \
-        .latency_ratio = 1.2, .auto_rollback = true                                                                    \
+        .latency_ratio = 1.2, .tpot_ratio = 1.2, .auto_rollback = true                                                 \
     }
 
 void canary_conf_default(struct canary_conf *c);
 /* Parse the `canary:` map of an upstream (NULL: defaults kept).  Keys:
  * steps (sequence of percentages, increasing, ending at 100),
  * step_duration, interval, window, min_samples, alpha, error_margin (a
- * fraction or "1%"), latency_ratio, auto_rollback. */
+ * fraction or "1%"), latency_ratio, tpot_ratio (default: latency_ratio),
+ * auto_rollback. */
 int canary_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct canary_conf *out);
 
 enum canary_state { CANARY_RUNNING = 0, CANARY_PAUSED, CANARY_ROLLED_BACK, CANARY_PROMOTED };
@@ -173,7 +190,7 @@ struct canary_analysis {
     bool valid; /* an analysis ran */
     uint64_t at_us;
     unsigned look;     /* look number k (0: nothing judged yet) */
-    double alpha_test; /* per-test alpha of this look (alpha_k / 2) */
+    double alpha_test; /* per-test alpha of this look (alpha_k / CANARY_TESTS_PER_LOOK) */
     /* errors */
     bool err_judged, err_regressed;
     bool err_exact; /* Fisher rather than z */
@@ -183,13 +200,19 @@ struct canary_analysis {
     bool ttft_judged, ttft_regressed;
     size_t ttft_n[2];
     double ttft_median_us[2], ttft_ratio, ttft_auc, ttft_z, ttft_p;
+    /* TPOT (streams only) */
+    bool tpot_judged, tpot_regressed;
+    size_t tpot_n[2];
+    double tpot_median_us[2], tpot_ratio, tpot_auc, tpot_z, tpot_p;
     /* margins */
     double err_lower;     /* 95% lower bound of the error-ratio difference (window) */
     double ttft_margin_p; /* p of "canary TTFT / latency_ratio still slower than stable" */
+    double tpot_margin_p; /* p of "canary TPOT / tpot_ratio still slower than stable" */
     /* promotion gate (non-inferiority) */
     double err_upper;    /* 95% upper bound of the error-ratio difference over the step */
     double ttft_ni_p;    /* p of "canary TTFT / latency_ratio is faster than stable" */
-    bool within_margins; /* both bounds inside the margins */
+    double tpot_ni_p;    /* p of "canary TPOT / tpot_ratio is faster than stable" */
+    bool within_margins; /* every required bound inside its margin */
     enum canary_decision decision;
     char reason[CANARY_REASON_MAX];
 };
@@ -206,12 +229,17 @@ struct canary_event {
 struct canary;
 typedef void (*canary_event_cb)(void *arg, const struct canary *c, const struct canary_event *ev);
 
+/* A uniform reservoir of one latency metric per group. */
+struct canary_reservoir {
+    uint64_t seen[2]; /* samples offered */
+    uint32_t n[2];    /* samples kept */
+    uint32_t v[2][CANARY_BUCKET_SAMPLES];
+};
+
 struct canary_bucket {
     uint64_t epoch; /* bucket number + 1; 0 = empty */
     uint64_t requests[2], errors[2];
-    uint64_t ttft_seen[2]; /* TTFT samples offered (reservoir) */
-    uint32_t ttft_n[2];
-    uint32_t ttft[2][CANARY_BUCKET_SAMPLES];
+    struct canary_reservoir ttft, tpot;
 };
 
 struct canary {
@@ -227,13 +255,14 @@ struct canary {
     unsigned looks;
     unsigned planned_looks;
     bool regression_flagged;        /* auto_rollback off: pause logged once */
+    bool tpot_judged_in_step;       /* TPOT had min_samples at some look of this exposure */
     char reason[CANARY_REASON_MAX]; /* why the state is what it is (rollback/pause) */
     const char *last_error;         /* why the last manual action was refused */
     struct canary_analysis last;
     uint64_t rng; /* reservoir sampling; deterministic per upstream */
     uint64_t bucket_us;
     struct canary_bucket buckets[CANARY_BUCKETS];
-    uint32_t scratch[2][CANARY_WINDOW_SAMPLES];
+    uint32_t scratch[2][CANARY_WINDOW_SAMPLES]; /* one metric at a time */
     struct canary_event events[CANARY_EVENTS];
     size_t num_events, next_event;
     canary_event_cb cb;
@@ -268,6 +297,13 @@ static inline unsigned canary_weight_bp(const struct canary *c)
  * successful attempt, 0 when none (errors, or not measured).  Client-side
  * outcomes (4xx, the client leaving) are not recorded at all. */
 void canary_record(struct canary *c, int group, bool error, uint64_t ttft_us, uint64_t now_us);
+
+/* Record the time per output token of one successful stream on a server of
+ * group: (end - first body byte) / (content events - 1), so only streams
+ * with at least two content events have one.  Called in addition to
+ * canary_record for the same attempt.  c may be NULL.  0 is a valid sample
+ * (every token arrived in one read: a buffering release). */
+void canary_record_tpot(struct canary *c, int group, uint64_t tpot_us, uint64_t now_us);
 
 /* Run the analysis when an interval has passed (cheap otherwise; call it
  * from a timer every second or every interval).  Returns the decision it

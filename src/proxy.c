@@ -1454,6 +1454,17 @@ static void resp_complete(struct client *c, bool upstream_reusable)
     }
     if (r->resp_close)
         c->close_after = true;
+    /* Time per output token of a stream that ended normally: TTFT (first
+     * body byte) ends at the prefill, so a release that only decodes
+     * slower shows here.  Before req_finish, which clears r->srv. */
+    if (r->srv && r->srv->up->canary && r->scan_on && r->status < 300 && r->t_first_body) {
+        llmreq_scan_finish(&r->scan); /* idempotent: a last event without its blank line */
+        if (r->scan.content_events >= 2) {
+            uint64_t now = ev_now(c->px->loop);
+            uint64_t tpot = (now - r->t_first_body) / (r->scan.content_events - 1);
+            canary_record_tpot(r->srv->up->canary, r->srv->conf->group, tpot, now);
+        }
+    }
     req_finish(c, r->status, "ok");
     req_clear(c);
     client_set_timer(c, c->px->cfg->timeouts.client_idle_us);
@@ -1566,7 +1577,9 @@ static void resp_head(struct client *c)
         if (r->status >= 500)
             r->srv->responses_5xx++;
         metrics_hist_observe(&r->srv->ttfb, r->t_first_byte - r->t_dispatch);
-        if (r->qt.active && r->model_api && r->status < 300) {
+        /* The usage scanner settles token quotas and counts the content
+         * events of a stream, which canary analysis needs for TPOT. */
+        if ((r->qt.active || r->up->canary) && r->model_api && r->status < 300) {
             const struct h1_header *ct = h1_find_header(&m, "content-type");
             bool sse = ct && ct->value.len >= 17 && rp_strieq(ct->value.p, 17, "text/event-stream");
             llmreq_scan_init(&r->scan, sse);
