@@ -12,10 +12,23 @@ from loadgen at multiples of that capacity:
            capacity) -> llmsim
 
 plus (a) the time rampart's limit takes to settle after llmsim's slots are
-halved under load, and (b) four tenants at their fair share beside one at
-ten times its share.  Results go to OUT (raw CSV/JSON/samples), a markdown
-section and a gnuplot data file; bench/overload.sh renders the plot and
-splices the section into docs/performance.md.
+halved under load, and (b) four tenants at (or below) their fair share
+beside one at ten times its share.  Order: measure the capacity (llmsim
+alone, saturated), the unloaded TTFT, the HAProxy sweep, then the three
+ramps, (a) and (b).  Results go to OUT/results.json (and the raw CSV/JSON,
+100 ms samples, configs and logs beside it); bench/overload_report.py turns
+them into the docs section and the plot's data.
+
+Knobs (environment): QUICK=1 (shorter phases and sweep); SLOTS, TOKEN_MS,
+SLOWDOWN, PREFILL_MS, PREFILL_US (llmsim); TOKENS (LO-HI output tokens),
+PROMPT_CHARS; GIVE_UP, SLO_TTFT (s); LOADS, WARM, MEASURE (s); CAL_MAXCONN,
+CAL_TQUEUE, CAL_LOADS, CAL_WARM, CAL_MEASURE (HAProxy sweep); HAPROXY_BEST
+="MAXCONN TIMEOUT" (skip the sweep); CAPACITY (req/s, skip measuring it);
+HALVE_LOAD, HALVE_BEFORE, HALVE_AFTER; TENANT_SHARES, TENANT_WARM,
+TENANT_MEASURE; SETUPS; BASE_PORT (three ports from it); SEED;
+RAMPART_EXTRA (YAML appended to rampart's config, for experiments).
+--only main|halve|tenants|calibrate re-runs one part and merges it into
+an existing results.json.
 
 Every process listens on loopback, every run is bounded in time, and each
 child is stopped by its own pid when the run ends.
@@ -69,9 +82,11 @@ CAL_LOADS = os.environ.get("CAL_LOADS", "1 5").split()
 HALVE_BEFORE = env_f("HALVE_BEFORE", 12 if QUICK else 20)
 HALVE_AFTER = env_f("HALVE_AFTER", 10 if QUICK else 20)
 HALVE_LOAD = env_f("HALVE_LOAD", 2)
-TENANT_WARM = env_f("TENANT_WARM", 5 if QUICK else 10)
-TENANT_MEASURE = env_f("TENANT_MEASURE", 15 if QUICK else 30)
-TENANT_SHARE = env_f("TENANT_SHARE", 1.0)  # normal tenants' demand, in shares
+TENANT_WARM = env_f("TENANT_WARM", 5 if QUICK else 8)
+TENANT_MEASURE = env_f("TENANT_MEASURE", 12 if QUICK else 25)
+# Normal tenants' demand, in fair shares: below it, and exactly at it (then
+# each normal tenant is critically loaded in its own share of the server).
+TENANT_SHARES = os.environ.get("TENANT_SHARES", "0.8 1").split()
 SETUPS = os.environ.get("SETUPS", "direct haproxy rampart").split()
 BASE_PORT = int(env_f("BASE_PORT", 19440))
 SEED = int(env_f("SEED", 1))
@@ -609,13 +624,14 @@ def halve(build, out):
     return res
 
 
-def tenants(build, out, setup, gw_start):
-    """(b) one tenant at 10x its share beside four at TENANT_SHARE of theirs."""
-    name = f"tenants-{setup}"
+def tenants(build, out, setup, tshare, gw_start):
+    """(b) one tenant at 10x its share beside four at tshare of theirs."""
+    name = f"tenants-{setup}-{tshare}"
     sim = start_sim(build, out, name)
-    gw = gw_start()
+    gw = gw_start(name)
     share = CAPACITY / 5
-    weights = {"heavy": 10.0, "n1": TENANT_SHARE, "n2": TENANT_SHARE, "n3": TENANT_SHARE, "n4": TENANT_SHARE}
+    ts = float(tshare)
+    weights = {"heavy": 10.0, "n1": ts, "n2": ts, "n3": ts, "n4": ts}
     total = sum(weights.values())
     mix = ",".join(f"{k}:{v:g}" for k, v in weights.items())
     loadgen(build, out, name, share * total, f"1x:{TENANT_WARM:g}s,1x:{TENANT_MEASURE:g}s", GW_PORT,
@@ -629,8 +645,9 @@ def tenants(build, out, setup, gw_start):
         good = [r for r in mine if r["status"].startswith("2") and not r["error"] and r["ttft_ms"]
                 and float(r["ttft_ms"]) <= SLO_TTFT * 1000]
         res[t] = {"offered": len(mine), "good": len(good), "frac": len(good) / max(1, len(mine)),
-                  "demand_rps": share * weights[t]}
-    log(f"tenants ({setup}): " + ", ".join(f"{t} {v['good']}/{v['offered']} = {v['frac']:.2f}" for t, v in res.items()))
+                  "demand_rps": share * weights[t], "sent_shares": len(mine) / TENANT_MEASURE / share,
+                  "good_shares": len(good) / TENANT_MEASURE / share}
+    log(f"tenants ({setup}, normal at {tshare} share): " + ", ".join(f"{t} {v['good']}/{v['offered']} = {v['frac']:.2f}" for t, v in res.items()))
     return res
 
 
@@ -655,7 +672,7 @@ def main():
                       "tokens": TOKENS, "prompt_chars": PROMPT_CHARS, "service_ms": SERVICE_MS,
                       "formula_capacity": FORMULA_CAPACITY, "give_up": GIVE_UP, "slo_ttft": SLO_TTFT, "loads": LOADS,
                       "warm": WARM, "measure": MEASURE, "quick": QUICK, "cal_loads": CAL_LOADS,
-                      "cal_measure": CAL_MEASURE, "halve_load": HALVE_LOAD, "tenant_share": TENANT_SHARE,
+                      "cal_measure": CAL_MEASURE, "halve_load": HALVE_LOAD, "tenant_shares": TENANT_SHARES,
                       "tenant_measure": TENANT_MEASURE}}
     try:
         log(f"llmsim: {SLOTS} slots, service {SERVICE_MS:.0f} ms at a full batch -> formula capacity "
@@ -667,7 +684,11 @@ def main():
         if a.only in ("all", "main", "calibrate"):
             res["unloaded"] = unloaded(build=a.build, out=out)
         best = None
-        if "haproxy" in SETUPS and a.only in ("all", "main", "calibrate", "tenants"):
+        if "haproxy" in SETUPS and os.environ.get("HAPROXY_BEST"):
+            # "MAXCONN TIMEOUT": skip the sweep (partial re-runs)
+            mc, tq = os.environ["HAPROXY_BEST"].split()
+            best = {"maxconn": int(mc), "timeout_queue": tq}
+        elif "haproxy" in SETUPS and a.only in ("all", "main", "calibrate", "tenants"):
             best, cal = calibrate_haproxy(a.build, out)
             res["haproxy_best"], res["haproxy_sweep"] = best, cal
         if a.only in ("all", "main"):
@@ -683,17 +704,25 @@ def main():
         if a.only in ("all", "halve"):
             res["halve"] = halve(a.build, out)
         if a.only in ("all", "tenants"):
-            res["tenants"] = {"rampart": tenants(a.build, out, "rampart",
-                                                 lambda: start_rampart(a.build, out, "tenants-rampart"))}
-            if best:
-                res["tenants"]["haproxy"] = tenants(
-                    a.build, out, "haproxy",
-                    lambda: start_haproxy(out, "tenants-haproxy", best["maxconn"], best["timeout_queue"]))
+            res["tenants"] = {}
+            for ts in TENANT_SHARES:
+                res["tenants"][ts] = {"rampart": tenants(a.build, out, "rampart", ts,
+                                                         lambda n: start_rampart(a.build, out, n))}
+                if best:
+                    res["tenants"][ts]["haproxy"] = tenants(
+                        a.build, out, "haproxy", ts,
+                        lambda n: start_haproxy(out, n, best["maxconn"], best["timeout_queue"]))
     finally:
         CHILDREN.stop_all()
     res["params"]["capacity"] = CAPACITY
     res["params"]["capacity_tok"] = CAPACITY_TOK
     res["elapsed_s"] = time.monotonic() - started
+    if a.only != "all" and os.path.exists(f"{out}/results.json"):
+        # A partial run updates the parts it measured.
+        old = json.load(open(f"{out}/results.json"))
+        old.update({k: v for k, v in res.items() if k not in ("params", "elapsed_s")})
+        old["params"].update(res["params"])
+        res = old
     with open(f"{out}/results.json", "w") as f:
         json.dump(res, f, indent=1, default=str)
     log(f"done in {res['elapsed_s']:.0f} s: {out}/results.json")

@@ -560,3 +560,59 @@ def test_refusals_are_openai_shaped(procs, tmp_path):
     # The refused 503 was refunded: c may still send its one request.
     assert holder.join().status == 200 and queued.join().status == 200
     assert Chat(gw.port, max_tokens=2, key="c").finish().status == 200
+
+
+def run_adaptive(procs, tmp_path, warm_clients, warm_s):
+    """llmsim with 4 slots behind rampart's default (adaptive) limiter,
+    which starts at 8: warm_clients closed-loop clients for warm_s, then
+    12.  Returns (limits, llmsim queue lengths, statuses) sampled over 2 s
+    after 3 s of the full load."""
+    sim = start_sim(procs, "--slots", "4", "--token-ms", "10")
+    gw = start_gateway(procs, tmp_path, sim)
+    assert metric_sum(metrics(gw.admin_port), "rampart_admit_limit") == 8  # the default initial limit
+    stop = threading.Event()
+    statuses = []
+
+    def client(i):
+        while not stop.is_set():
+            c = Chat(gw.port, max_tokens=16, key=f"c{i}", tag=i)
+            statuses.append(c.finish().status)
+
+    ts = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(12)]
+    for t in ts[:warm_clients]:
+        t.start()
+    time.sleep(warm_s)
+    for t in ts[warm_clients:]:
+        t.start()
+    time.sleep(3.0)
+    limits, sim_queue = [], []
+    t_end = time.monotonic() + 2.0
+    while time.monotonic() < t_end:
+        limits.append(metric_sum(metrics(gw.admin_port), "rampart_admit_limit"))
+        sim_queue.append(sim_stats(sim)["queue_len"])
+        time.sleep(0.05)
+    stop.set()
+    for t in ts:
+        t.join(30)
+    return limits, sim_queue, statuses
+
+
+def test_adaptive_limit_finds_the_server_capacity(procs, tmp_path):
+    """The default (adaptive) limiter, never told llmsim's 4 slots, brings
+    its limit to about 4 when the load grows past them, and keeps llmsim's
+    own queue (almost) empty: the backlog waits in rampart, where it can be
+    ordered, shed or cancelled for free."""
+    limits, sim_queue, statuses = run_adaptive(procs, tmp_path, warm_clients=2, warm_s=1.5)
+    assert 200 in statuses and set(statuses) <= {200, 503}
+    assert 3 <= sum(limits) / len(limits) <= 6, limits
+    assert sum(sim_queue) / len(sim_queue) <= 1.0, sim_queue
+
+
+@pytest.mark.xfail(strict=True, reason="admit.c: started under a load that the initial limit (8) already "
+                   "overloads (llmsim 4 slots), the limiter's baseline learns the queue (0.34 s, then 0.66 s, "
+                   "for a 20 ms prefill), so nothing ever looks congested: the limit grows to 18 and llmsim "
+                   "keeps a queue of 8")
+def test_adaptive_limit_cold_start_under_overload(procs, tmp_path):
+    limits, sim_queue, statuses = run_adaptive(procs, tmp_path, warm_clients=12, warm_s=0)
+    assert 3 <= sum(limits) / len(limits) <= 6, limits
+    assert sum(sim_queue) / len(sim_queue) <= 1.0, sim_queue
