@@ -45,6 +45,7 @@
 # limiter.
 #
 #   bash bench/proxy.sh                       defaults (about 4 minutes)
+#   QUICK=1 bash bench/proxy.sh               2 rounds of 5 s (about 1.5 minutes)
 #   ROUNDS=3 DURATION=5 bash bench/proxy.sh   shorter
 #   CONNS=100 THREADS=1 WARMUP=2 ...          wrk settings
 #   SETUPS="rampart haproxy" ...              a subset
@@ -56,14 +57,18 @@
 #   SKIP_BUILD=1 RAMPART=/path/to/rampart     benchmark another binary
 #
 # Output: OUT (build/bench/proxy/): raw/ (every wrk output), results.tsv (one
-# line per run), idle.jsonl, summary.txt (the table), summary.json,
-# machine.txt, conf/ (the generated configurations), logs/.
+# line per run), idle.jsonl, summary.txt (the table), summary.md (the same
+# as markdown, for docs/performance.md), summary.json, machine.txt, conf/
+# (the generated configurations), logs/.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
+if [ "${QUICK:-0}" = 1 ]; then # the shorter run (make bench QUICK=1): about 1.5 minutes
+    ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-5} WARMUP=${WARMUP:-1} NOISE_BUDGET=${NOISE_BUDGET:-20}
+fi
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
@@ -437,38 +442,48 @@ fi
 
 # ---- summary --------------------------------------------------------------
 
-"$PYTHON" - "$OUT" "$HEADERS" "wrk -t$THREADS -c$CONNS -d${DURATION}s --latency" "$ROUNDS" "$PROXY_CPU" "$LOAD_CPU" <<'PY' | tee "$OUT/summary.txt"
+"$PYTHON" - "$OUT" "$HEADERS" "wrk -t$THREADS -c$CONNS -d${DURATION}s --latency" "$ROUNDS" "$PROXY_CPU" "$LOAD_CPU" \
+    "$NOISE_MAX" <<'PY' | tee "$OUT/summary.txt"
 import csv, json, statistics, sys
-out, headers, wrk, rounds, pcpu, lcpu = sys.argv[1:]
+out, headers, wrk, rounds, pcpu, lcpu, noise_max = sys.argv[1:]
 rows = list(csv.DictReader(open(f"{out}/results.tsv"), delimiter="\t"))
 setups = list(dict.fromkeys(r["setup"] for r in rows))
 med = {}
 for s in setups:
-    rs = [r for r in rows if r["setup"] == s]
+    every = [r for r in rows if r["setup"] == s]
+    # Runs disturbed by other processes (kept only when the noise budget ran
+    # out) are left out, as long as at least half of the runs are clean.
+    clean = [r for r in every if float(r["other_cpu_pct"]) <= float(noise_max)]
+    rs = clean if 2 * len(clean) >= len(every) else every
     f = lambda k: statistics.median(float(r[k]) for r in rs)
     busy = [[float(x) for x in r["cpus_busy_pct"].split(",")] for r in rs]
     med[s] = {"rps": f("rps"), "p50": f("p50_ms"), "p99": f("p99_ms"), "cpu": f("proxy_cpu_pct"),
               "busy": statistics.median(b[int(pcpu)] if int(pcpu) < len(b) else 0 for b in busy),
               "lbusy": statistics.median(b[int(lcpu)] if int(lcpu) < len(b) else 0 for b in busy),
               "errors": sum(int(r["errors"]) + int(r["non2xx"]) for r in rs),
-              "min_rps": min(float(r["rps"]) for r in rs), "max_rps": max(float(r["rps"]) for r in rs)}
+              "min_rps": min(float(r["rps"]) for r in rs), "max_rps": max(float(r["rps"]) for r in rs),
+              "runs": len(rs), "of": len(every),
+              # req/s per CPU-second of the proxy, per run: its cost per request
+              "eff": statistics.median(float(r["rps"]) / (float(r["proxy_cpu_pct"]) / 100) for r in rs
+                                       if float(r["proxy_cpu_pct"]) > 0) if any(float(r["proxy_cpu_pct"]) > 0 for r in rs) else float("nan")}
 if rows:
     print(f"proxy throughput: {wrk}, {rounds} rounds, medians; headers={headers}")
     print(f"{'set-up':<16} {'req/s':>9} {'(min..max)':>17} {'p50 ms':>7} {'p99 ms':>7} {'proxy CPU':>9} "
-          f"{'req/s/CPU':>9} {'cpu'+pcpu+' busy':>9} {'cpu'+lcpu+' busy':>9} {'errors':>6}")
+          f"{'req/s/CPU':>9} {'cpu'+pcpu+' busy':>9} {'cpu'+lcpu+' busy':>9} {'errors':>6} {'runs':>5}")
 for s in setups:
     m = med[s]
-    eff = m["rps"] / (m["cpu"] / 100) if m["cpu"] > 0 else float("nan")
+    eff = m["eff"]
     print(f"{s:<16} {m['rps']:>9.0f} {'(%.0f..%.0f)' % (m['min_rps'], m['max_rps']):>17} {m['p50']:>7.3f} "
-          f"{m['p99']:>7.3f} {m['cpu']:>8.1f}% {eff:>9.0f} {m['busy']:>8.1f}% {m['lbusy']:>8.1f}% {m['errors']:>6}")
+          f"{m['p99']:>7.3f} {m['cpu']:>8.1f}% {eff:>9.0f} {m['busy']:>8.1f}% {m['lbusy']:>8.1f}% {m['errors']:>6} "
+          f"{'%d/%d' % (m['runs'], m['of']):>5}")
 ratios = {}
 if "rampart" in med:
     for other, label in (("haproxy", "HAProxy"), ("nginx", "nginx")):
         if other in med:
             r = med["rampart"]; o = med[other]
-            ratios[other] = {"rps": r["rps"] / o["rps"], "p99": r["p99"] / o["p99"]}
+            ratios[other] = {"rps": r["rps"] / o["rps"], "p99": r["p99"] / o["p99"], "eff": r["eff"] / o["eff"]}
             print(f"rampart/{label}: req/s x{ratios[other]['rps']:.2f}, p99 x{ratios[other]['p99']:.2f}"
-                  f" (p99 below 1 = rampart faster)")
+                  f" (below 1 = rampart faster), req/s per proxy CPU x{ratios[other]['eff']:.2f}")
     if "haproxy" in ratios:
         ok = ratios["haproxy"]["rps"] >= 1.1 and ratios["haproxy"]["p99"] <= 1.0
         print(f"target (req/s >= 1.1x HAProxy, p99 no worse): {'met' if ok else 'NOT met'}")
@@ -485,5 +500,27 @@ if idle:
         print(f"rampart/HAProxy: RSS x{r['rss_kb_idle'] / h['rss_kb_idle']:.2f}, "
               f"per connection x{r['per_conn_bytes'] / max(1, h['per_conn_bytes']):.2f}")
 json.dump({"medians": med, "ratios": ratios, "idle": idle}, open(f"{out}/summary.json", "w"), indent=1)
+
+md = []
+if rows:
+    md.append(f"`{wrk}`, {rounds} rounds, medians (headers={headers}):\n")
+    md.append("| set-up | req/s | p50 ms | p99 ms | proxy CPU | req/s per proxy CPU | runs |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|")
+    for s in setups:
+        m = med[s]
+        md.append(f"| {s} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu']:.0f}% | {m['eff']:.0f} | "
+                  f"{m['runs']}/{m['of']} |")
+    for other, label in (("haproxy", "HAProxy"), ("nginx", "nginx")):
+        if other in ratios:
+            x = ratios[other]
+            md.append(f"\nrampart/{label}: req/s **x{x['rps']:.2f}**, p99 **x{x['p99']:.2f}**, "
+                      f"req/s per proxy CPU x{x['eff']:.2f}")
+if idle:
+    md.append("\n| proxy | idle connections | RSS before | RSS with them open | per connection |")
+    md.append("|---|---:|---:|---:|---:|")
+    for d in idle:
+        md.append(f"| {d['label']} | {d['open_at_end']}/{d['connections']} | {d['rss_kb_before'] / 1024:.1f} MiB | "
+                  f"{d['rss_kb_idle'] / 1024:.1f} MiB | {d['per_conn_bytes']} B |")
+open(f"{out}/summary.md", "w").write("\n".join(md) + "\n")
 PY
 bench_log "raw results in $OUT"

@@ -5,7 +5,7 @@
 # each for its shorter run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-for b in proxy capacity overload release; do
+for b in proxy capacity overload release status; do
     printf '\n==================== bench/%s.sh ====================\n' "$b"
     bash "bench/$b.sh"
 done
