@@ -243,6 +243,8 @@ static void client_reply_error(struct client *c, int status, const char *code, c
         hlen = 0;
     /* A local reply must fit; the buffer is at least 16 KiB and replies
      * are well under 2 KiB, but never write half a response. */
+    if (!c->out.start)
+        buf_alloc(&c->out);
     if (buf_free_tail(&c->out) < (size_t)(hlen + blen + 32))
         buf_compact(&c->out);
     if (buf_free_tail(&c->out) < (size_t)(hlen + blen + 32)) {
@@ -318,12 +320,24 @@ static void client_update_events(struct client *c)
     if (c->dead)
         return;
     uint32_t m = 0;
-    bool room = buf_free_tail(&c->in) > 0 || c->in.pos != c->in.start;
+    bool room = !c->in.start || buf_free_tail(&c->in) > 0 || c->in.pos != c->in.start;
     if (room && !c->close_after)
         m |= EV_READ;
     if (c->out_blocked)
         m |= EV_WRITE;
     ev_mod(c->px->loop, c->fd, m);
+}
+
+/* Between requests an idle keep-alive connection holds no buffers: they go
+ * back to the free list (buf.c) and come back on the next read. */
+static void client_trim(struct client *c)
+{
+    if (c->has_req || c->head_started)
+        return;
+    if (buf_empty(&c->out))
+        buf_release(&c->out);
+    if (buf_empty(&c->in))
+        buf_release(&c->in);
 }
 
 static void client_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
@@ -407,8 +421,6 @@ static void accept_event(struct ev_loop *loop, int fd, uint32_t events, void *ar
         net_ip_text((struct sockaddr *)&peer, c->ip, sizeof c->ip);
         c->peer = peer;
         c->peer_len = plen;
-        buf_alloc(&c->in);
-        buf_alloc(&c->out);
         ev_timer_init(&c->timer, client_timeout, c);
         if (ev_add(loop, cfd, EV_READ, client_event, c) != RP_OK) {
             rp_log_errno(errno, "register client socket");
@@ -702,6 +714,8 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
     memset(r, 0, sizeof *r);
     c->has_req = true;
     c->head_started = false;
+    if (!c->out.start)
+        buf_alloc(&c->out);
     r->t_start = ev_now(px->loop);
     copy_view(r->method, sizeof r->method, m->method);
     size_t plen = m->target.len;
@@ -1746,12 +1760,15 @@ static void client_flush(struct client *c)
         }
         ev_mod(px->loop, u->fd, EV_READ);
     }
+    client_trim(c);
     client_update_events(c);
 }
 
 static void client_read(struct client *c)
 {
     struct proxy *px = c->px;
+    if (!c->in.start)
+        buf_alloc(&c->in);
     ssize_t n = buf_read_fd(&c->in, c->fd);
     if (n == RP_AGAIN)
         return;
@@ -1799,6 +1816,7 @@ static void client_process(struct client *c)
     if (c->close_after)
         return;
     if (buf_empty(&c->in)) {
+        client_trim(c);
         client_update_events(c);
         return;
     }
@@ -1935,6 +1953,10 @@ struct proxy *proxy_create(struct ev_loop *loop, const struct config *cfg, struc
     px->loop = loop;
     px->cfg = cfg;
     px->log = log;
+    /* Timers first: the failure path below cancels them. */
+    ev_timer_init(&px->flush_timer, flush_tick, px);
+    ev_timer_init(&px->reap_timer, reap_clients, px);
+    ev_timer_init(&px->tick_timer, housekeeping_tick, px);
     px->lim.max_header_bytes = cfg->limits.max_header_bytes;
     px->lim.max_headers = RP_MIN(cfg->limits.max_headers, (size_t)H1_DEFAULT_MAX_HEADERS * 2 - 1);
     px->lim.max_uri = cfg->limits.max_uri;
@@ -1961,10 +1983,7 @@ struct proxy *proxy_create(struct ev_loop *loop, const struct config *cfg, struc
             goto fail;
         }
     }
-    ev_timer_init(&px->flush_timer, flush_tick, px);
     ev_timer_arm(loop, &px->flush_timer, 500000);
-    ev_timer_init(&px->reap_timer, reap_clients, px);
-    ev_timer_init(&px->tick_timer, housekeeping_tick, px);
     ev_timer_arm(loop, &px->tick_timer, 100000);
     metrics_register(render_metrics, px);
     admit_metrics_register();

@@ -586,3 +586,14 @@ def test_cli_flags():
     assert r.returncode == 0 and "usage: rampart" in r.stdout
     r = subprocess.run([binary("rampart"), "--bogus"], capture_output=True, text=True)
     assert r.returncode == 2 and "usage:" in r.stderr
+
+
+def test_listen_address_in_use_is_a_clean_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = write_config(tmp_path, port, [free_port()])
+        r = subprocess.run([binary("rampart"), "-c", cfg], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in r.stderr
