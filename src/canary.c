@@ -21,6 +21,7 @@
 #include "canary.h"
 #include "admin.h"
 #include "httpd.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -1119,18 +1120,6 @@ void canary_render_json(const struct canary *c, struct sbuf *out, uint64_t now_u
 
 /* ---- metrics ---- */
 
-static void put_label(struct sbuf *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            sbuf_printf(out, "\\%c", *s);
-        else if (*s == '\n')
-            sbuf_adds(out, "\\n");
-        else
-            sbuf_add(out, s, 1);
-    }
-}
-
 static void head(struct sbuf *out, const char *name, const char *type, const char *help)
 {
     sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -1139,7 +1128,7 @@ static void head(struct sbuf *out, const char *name, const char *type, const cha
 static void series(struct sbuf *out, const char *name, const struct canary *c, const char *extra)
 {
     sbuf_printf(out, "%s{upstream=\"", name);
-    put_label(out, c->upstream);
+    metrics_label_escape(out, c->upstream);
     sbuf_printf(out, "\"%s%s} ", extra ? "," : "", extra ? extra : "");
 }
 

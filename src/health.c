@@ -16,6 +16,7 @@
 #include "health.h"
 #include "config.h"
 #include "net.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <errno.h>
@@ -460,24 +461,12 @@ double health_checker_weight(const struct health_checker *hc, size_t idx, uint64
     return health_server_weight(&hc->probes[idx].st, &hc->conf, now_us);
 }
 
-static void put_label(struct sbuf *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            sbuf_printf(out, "\\%c", *s);
-        else if (*s == '\n')
-            sbuf_adds(out, "\\n");
-        else
-            sbuf_add(out, s, 1);
-    }
-}
-
 static void labels(struct sbuf *out, const char *name, const struct health_checker *hc, const struct health_probe *p)
 {
     sbuf_printf(out, "%s{upstream=\"", name);
-    put_label(out, hc->upstream);
+    metrics_label_escape(out, hc->upstream);
     sbuf_adds(out, "\",server=\"");
-    put_label(out, p->name);
+    metrics_label_escape(out, p->name);
     sbuf_adds(out, "\"");
 }
 

@@ -9,6 +9,7 @@
  */
 #include "outlier.h"
 #include "config.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <math.h>
@@ -342,24 +343,12 @@ size_t outlier_tick(struct outlier *o, uint64_t now_us)
     return ejected;
 }
 
-static void put_label(struct sbuf *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            sbuf_printf(out, "\\%c", *s);
-        else if (*s == '\n')
-            sbuf_adds(out, "\\n");
-        else
-            sbuf_add(out, s, 1);
-    }
-}
-
 static void labels(struct sbuf *out, const char *name, const struct outlier *o, const struct outlier_server *s)
 {
     sbuf_printf(out, "%s{upstream=\"", name);
-    put_label(out, o->upstream);
+    metrics_label_escape(out, o->upstream);
     sbuf_adds(out, "\",server=\"");
-    put_label(out, s->name);
+    metrics_label_escape(out, s->name);
     sbuf_adds(out, "\"} ");
 }
 
@@ -395,7 +384,7 @@ void outlier_metrics_render(struct sbuf *out, void *arg)
                    "# TYPE rampart_outlier_ejections_refused_total counter\n");
     for (const struct outlier *o = registry; o; o = o->next_reg) {
         sbuf_adds(out, "rampart_outlier_ejections_refused_total{upstream=\"");
-        put_label(out, o->upstream);
+        metrics_label_escape(out, o->upstream);
         sbuf_printf(out, "\"} %llu\n", (unsigned long long)o->ejections_refused_total);
     }
 }

@@ -13,6 +13,7 @@
  * break.
  */
 #include "retry.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -237,26 +238,13 @@ enum retry_verdict retry_decide(struct retry_budget *b, const struct retry_reque
     return RETRY_YES;
 }
 
-static void put_label(struct sbuf *out, const char *s)
-{
-    /* Prometheus label values escape backslash, quote and newline. */
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            sbuf_printf(out, "\\%c", *s);
-        else if (*s == '\n')
-            sbuf_adds(out, "\\n");
-        else
-            sbuf_add(out, s, 1);
-    }
-}
-
 static void render_family(struct sbuf *out, const char *name, const char *type, const char *help, int which,
                           uint64_t now_us)
 {
     sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     for (const struct retry_budget *b = registry; b; b = b->next_reg) {
         sbuf_printf(out, "%s{upstream=\"", name);
-        put_label(out, b->upstream);
+        metrics_label_escape(out, b->upstream);
         sbuf_adds(out, "\"} ");
         switch (which) {
         case 0: sbuf_printf(out, "%llu\n", (unsigned long long)b->requests_total); break;
