@@ -74,9 +74,11 @@ void admit_queue_unregister(struct admit_queue *q)
  *   - first-byte samples (now - dispatch), aggregated per interval into a
  *     median (robust to the prompt-length mix) and the mean in-flight count
  *     at their dispatch;
- *   - the baseline: a low percentile of recent interval medians (a windowed,
- *     aging minimum; old values fall out, so it re-learns after a real change
+ *   - the baseline: the median of recent interval medians (windowed and
+ *     aging; old values fall out, so it re-learns after a real change
  *     without any phase that lowers the limit on purpose);
+ *   - the fastest first byte of the same window, which shows a queue that
+ *     the baseline learned when the server was overloaded from the start;
  *   - the completion rate of requests that held a slot.
  * By Little's law, requests waiting inside the server = completion rate x
  * extra waiting time, so q = rate * (median - baseline) counts, in requests,
@@ -95,6 +97,8 @@ enum { T_NONE = 0, T_PENDING, T_STARTED, T_DONE };
 #define RATE_WINDOW_US 250000u   /* completion-rate measurement window */
 #define SLOW_START_GAIN 0.5      /* growth per interval before any congestion */
 #define LATENCY_TOLERANCE 0.25   /* medians within +25% of baseline are not queueing */
+#define COLD_FACTOR 3.0          /* slow start: median above 3x the fastest first byte ... */
+#define COLD_SLACK_US 20000.0    /* ... and above it + 20ms = a queue in the server */
 
 void admit_limiter_init(struct admit_limiter *l, const struct admit_limiter_conf *conf, const char *name,
                         uint64_t now_us)
@@ -273,8 +277,9 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Baseline = 10th percentile of the interval medians seen within the
- * window (a windowed minimum that one lucky interval cannot drag down). */
+/* Baseline = median of the interval medians seen within the window: a
+ * windowed statistic that ages (it re-learns after a real change) and that
+ * neither one lucky nor one slow interval can move. */
 static void baseline_push(struct admit_limiter *l, uint64_t now_us, uint32_t med)
 {
     l->base_t[l->base_pos] = now_us;
@@ -336,14 +341,47 @@ static void flush_interval(struct admit_limiter *l, uint64_t now_us)
             ksum += l->s_k[i];
         double kbar = ksum / l->ns;
 
-        baseline_push(l, now_us, med);
-        double excess_s = ((double)med - l->baseline_us) / 1e6;
+        /* The fastest first bytes of recent intervals, aged out after the
+         * baseline window like the baseline itself.  An interval's low
+         * eighth rather than its minimum: one instant answer (an error the
+         * server returns without a prefill) is not a first token. */
+        uint32_t fast = RP_MAX(v[l->ns / 8], 1u);
+        if (l->fast_us == 0 || fast <= l->fast_us || now_us - l->fast_t_us > l->conf.baseline_window_us) {
+            l->fast_us = fast;
+            l->fast_t_us = now_us;
+        }
+        /* Started while already overloaded: from the first interval on the
+         * server queues, every median contains that queue, and a baseline
+         * learned from them hides it (the limit grew in slow start while the
+         * server's queue stayed).  Only the first requests of a cold start
+         * met an empty server: before any congestion was seen, a median far
+         * above the fastest first byte is a queue, not the prompt mix (3x
+         * and 20 ms: prefill grows with the prompt, the mix of a busy
+         * interval has a median well within 3x of its shortest prompts).
+         * The queued medians are forgotten and the baseline restarts from
+         * the fastest first byte; real medians replace it as soon as the
+         * limit has come down. */
+        bool cold_queue = !l->congestion_seen && (double)med > COLD_FACTOR * l->fast_us &&
+                          (double)med > l->fast_us + COLD_SLACK_US;
+        if (cold_queue) {
+            l->base_n = 0;
+            l->base_pos = 0;
+            baseline_push(l, now_us, l->fast_us);
+        }
+        /* Judged against the baseline learned so far: with few medians in
+         * the window (just after a reseed) this one would move it. */
+        double base = l->baseline_us;
+        if (!cold_queue)
+            baseline_push(l, now_us, med);
+        if (base <= 0.0)
+            base = l->baseline_us;
+        double excess_s = ((double)med - base) / 1e6;
         double q = excess_s > 0 ? l->rate * excess_s : 0.0;
         /* Both tests: q in requests (is the excess worth a queued request
          * at this throughput?) and a ratio (batching slows prefill a little
          * as the batch fills, and a fast server turns that small slowdown
          * into a large q). */
-        bool slow = (double)med > l->baseline_us * (1.0 + LATENCY_TOLERANCE);
+        bool slow = (double)med > base * (1.0 + LATENCY_TOLERANCE);
         bool congested = q >= l->conf.tolerance && slow;
         /* One interval's median can be high by chance; queueing persists.
          * Two in a row (the severe case is caught earlier by check_late). */
@@ -353,7 +391,7 @@ static void flush_interval(struct admit_limiter *l, uint64_t now_us)
             double target = RP_MAX(kbar - q, 0.5 * l->limit);
             decrease_to(l, target, now_us);
             l->bad_level = kbar;
-        } else if (!congested && (q < 0.5 * l->conf.tolerance || !slow) &&
+        } else if (!congested && !cold_queue && (q < 0.5 * l->conf.tolerance || !slow) &&
                    (l->saturated || l->peak >= admit_limit(l))) {
             /* Grow only when the limit is what holds traffic back. */
             grow(l, now_us);

@@ -152,6 +152,8 @@ struct admit_limiter {
     uint32_t base_v[ADMIT_BASELINE_SLOTS];
     uint32_t base_n, base_pos;
     double baseline_us;
+    uint32_t fast_us;                 /* fastest first byte (lowest interval low eighth), 0 = none */
+    uint64_t fast_t_us;               /* when it was seen: it ages out after baseline_window */
 
     /* control state */
     uint64_t last_decrease_us;
