@@ -97,6 +97,8 @@ enum { T_NONE = 0, T_PENDING, T_STARTED, T_DONE };
 #define RATE_WINDOW_US 250000u   /* completion-rate measurement window */
 #define SLOW_START_GAIN 0.5      /* growth per interval before any congestion */
 #define LATENCY_TOLERANCE 0.25   /* medians within +25% of baseline are not queueing */
+#define LATENCY_FLOOR_US 2000.0  /* ... nor within +2ms: a sub-millisecond backend's
+                                  * jitter is not a queue worth shedding for */
 #define COLD_FACTOR 3.0          /* slow start: median above 3x the fastest first byte ... */
 #define COLD_SLACK_US 20000.0    /* ... and above it + 20ms = a queue in the server */
 
@@ -381,7 +383,7 @@ static void flush_interval(struct admit_limiter *l, uint64_t now_us)
          * at this throughput?) and a ratio (batching slows prefill a little
          * as the batch fills, and a fast server turns that small slowdown
          * into a large q). */
-        bool slow = (double)med > base * (1.0 + LATENCY_TOLERANCE);
+        bool slow = (double)med > base * (1.0 + LATENCY_TOLERANCE) && (double)med > base + LATENCY_FLOOR_US;
         bool congested = q >= l->conf.tolerance && slow;
         /* One interval's median can be high by chance; queueing persists.
          * Two in a row (the severe case is caught earlier by check_late). */
