@@ -4,6 +4,7 @@ Every test starts real binaries from $RAMPART_BUILD (default: build/) on
 loopback ports chosen by the kernel, so tests can run side by side.
 """
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -95,3 +96,35 @@ def procs():
     yield start
     for p in reversed(started):
         p.stop()
+
+
+def wait_for(pred, timeout=10.0, step=0.02):
+    """Poll pred until it returns something true or timeout passes; returns
+    its last value (so a caller can assert on it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value} from a Prometheus text page."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$', line)
+        if not m:
+            continue
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def metric_sum(ms, name, **labels):
+    """Sum of a metric over the series that carry the given labels."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in ms.items() if n == name and want <= set(ls))

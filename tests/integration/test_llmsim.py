@@ -8,12 +8,11 @@ import http.client
 import json
 import signal
 import socket
-import threading
 import time
 
 import pytest
 
-from conftest import binary, free_port
+from conftest import binary, free_port, wait_for
 
 
 def start_sim(procs, *args):
@@ -53,14 +52,6 @@ def config(port, body):
     return st, json.loads(b)
 
 
-def wait_for(pred, timeout=5.0, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 class Stream:

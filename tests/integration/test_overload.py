@@ -17,9 +17,8 @@ import socket
 import threading
 import time
 
-import pytest
 
-from conftest import binary, free_port, wait_port
+from conftest import binary, free_port, wait_port, parse_metrics, metric_sum, wait_for
 
 JSON_ERROR_KEYS = {"message", "type", "param", "code"}
 
@@ -69,23 +68,9 @@ def sim_stats(sim_port):
 
 def metrics(admin_port):
     """{(name, frozenset(labels)): value} from /metrics."""
-    text = http_get(admin_port, "/metrics").body.decode()
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$', line)
-        if not m:
-            continue
-        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out
+    return parse_metrics(http_get(admin_port, "/metrics").body.decode())
 
 
-def metric_sum(ms, name, **labels):
-    """Sum of a metric over the series that carry the given labels."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in ms.items() if n == name and want <= set(ls))
 
 
 class Response:
@@ -210,14 +195,6 @@ class Chat:
         self.s.close()
 
 
-def wait_for(pred, timeout=10.0, step=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def queue_len(gw):

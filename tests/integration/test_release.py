@@ -33,7 +33,7 @@ import time
 
 import pytest
 
-from conftest import binary, free_port, wait_port
+from conftest import binary, free_port, wait_port, parse_metrics, wait_for, metric_sum as metric
 
 ADMIN_TOKEN = "release-test-token-3f9c2a"
 
@@ -199,23 +199,9 @@ def chat(port, tenant="t0", max_tokens=2, stream=False, timeout=10):
 
 def metrics(admin_port):
     """{(name, frozenset(labels)): value} from /metrics."""
-    text = http(admin_port, "GET", "/metrics")[2].decode()
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$', line)
-        if not m:
-            continue
-        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out
+    return parse_metrics(http(admin_port, "GET", "/metrics")[2].decode())
 
 
-def metric(ms, name, **labels):
-    """Sum of a metric over the series that carry the given labels."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in ms.items() if n == name and want <= set(ls))
 
 
 def canary_state(gw):
@@ -232,14 +218,6 @@ def canary_action(gw, token=ADMIN_TOKEN, **action):
     return status, json.loads(body) if body.strip() else None
 
 
-def wait_for(pred, timeout=10.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 class Load:
