@@ -103,7 +103,6 @@ struct request {
     uint64_t bytes_out;
 
     uint64_t t_start, t_dispatch, t_connected, t_first_byte, t_first_body;
-    const char *outcome;
     bool finished;             /* req_finish ran: accounted and logged */
 
     /* admission and quotas */
@@ -140,7 +139,6 @@ struct client {
     char ip[48];
     struct sockaddr_storage peer;
     socklen_t peer_len;
-    uint64_t head_start;       /* first byte of the pending request head */
     bool head_started;
     bool close_after;          /* close once c->out is flushed */
     bool has_req;
@@ -564,7 +562,6 @@ static void req_finish(struct client *c, int status, const char *outcome)
         status_observe(px->status, comp, status, fb < 0 ? 0 : (uint64_t)fb, now - r->t_start, r->quota_refused,
                        now);
     }
-    r->outcome = outcome;
     r->status = status;
 }
 
@@ -1782,11 +1779,6 @@ static void client_read(struct client *c)
         client_close(c);
         return;
     }
-    if (!c->has_req && !c->head_started) {
-        c->head_started = true;
-        c->head_start = ev_now(px->loop);
-        client_set_timer(c, px->cfg->timeouts.client_header_us);
-    }
     client_process(c);
 }
 
@@ -1822,7 +1814,6 @@ static void client_process(struct client *c)
     }
     if (!c->head_started) {
         c->head_started = true;
-        c->head_start = ev_now(px->loop);
         client_set_timer(c, px->cfg->timeouts.client_header_us);
     }
     struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS * 2];
@@ -1897,9 +1888,11 @@ static void render_metrics(struct sbuf *out, void *arg)
                 "# TYPE rampart_inflight_requests gauge\nrampart_inflight_requests %llu\n"
                 "# TYPE rampart_client_connections gauge\nrampart_client_connections %zu\n"
                 "# TYPE rampart_client_aborts_total counter\nrampart_client_aborts_total %llu\n"
-                "# TYPE rampart_bad_requests_total counter\nrampart_bad_requests_total %llu\n",
+                "# TYPE rampart_bad_requests_total counter\nrampart_bad_requests_total %llu\n"
+                "# TYPE rampart_client_connections_accepted_total counter\n"
+                "rampart_client_connections_accepted_total %llu\n",
                 (unsigned long long)px->inflight, px->num_clients, (unsigned long long)px->client_aborts,
-                (unsigned long long)px->bad_requests);
+                (unsigned long long)px->bad_requests, (unsigned long long)px->accepted);
     sbuf_adds(out, "# TYPE rampart_upstream_connect_errors_total counter\n");
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];

@@ -2,7 +2,6 @@
 the JSON summary and the printed table tell the same story."""
 import csv
 import json
-import os
 import subprocess
 import time
 import urllib.request

@@ -5,7 +5,6 @@ more small Python upstreams whose behaviour the test scripts, then talks to
 rampart over raw sockets so every byte on the wire is under control.
 """
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import Proc, binary, free_port, wait_port
+from conftest import binary, free_port
 
 
 # --------------------------------------------------------------------------
@@ -296,8 +295,6 @@ def test_pipelined_requests_answered_in_order(gateway):
     s = connect(gw.port)
     s.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
               b"GET /third HTTP/1.1\r\nHost: x\r\n\r\n")
-    got = []
-    rest = b""
     s.settimeout(10)
     data = b""
     deadline = time.time() + 10
