@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from wire import write_config
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("RAMPART_BUILD", os.path.join(ROOT, "build"))
 
@@ -128,3 +130,19 @@ def metric_sum(ms, name, **labels):
     """Sum of a metric over the series that carry the given labels."""
     want = set(labels.items())
     return sum(v for (n, ls), v in ms.items() if n == name and want <= set(ls))
+
+
+@pytest.fixture
+def gateway(tmp_path, procs):
+    """Start rampart in front of the given upstream ports."""
+
+    def start(servers, extra="", admin=False):
+        port = free_port()
+        aport = free_port() if admin else None
+        cfg = write_config(tmp_path, port, servers, aport, extra)
+        p = procs([binary("rampart"), "-c", cfg], wait_for_port=port)
+        p.port = port
+        p.admin_port = aport
+        return p
+
+    return start
