@@ -3,7 +3,8 @@
 #   make test       unit tests (cmocka) + integration tests (pytest)
 #   make SAN=1      ASan+UBSan build (objects go to build-san/ unless BUILD is set)
 #   make WERROR=1   warnings are errors (CI)
-#   make fuzz       libFuzzer targets (clang) under build-fuzz/
+#   make fuzz       libFuzzer targets (clang) under build-fuzz/ (FUZZ_BUILD)
+#   make fuzz-long  every fuzz target for FUZZ_RUNS (10 million) executions
 #   make demo       install deps, build, run rampart in front of two llmsim
 #   make bench      long benchmarks (not part of test)
 #
@@ -73,13 +74,43 @@ test:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory unit integration
 
-FUZZ_BUILD := build-fuzz
-fuzz:
-	@mkdir -p $(FUZZ_BUILD)
-	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  echo "clang $$n"; \
-	  clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined \
-	    -o $(FUZZ_BUILD)/$$n $$f $(filter-out src/main.c,$(wildcard src/*.c)) $(LDLIBS) || exit 1; done
+# libFuzzer targets (clang): the library is compiled once with coverage,
+# ASan and UBSan (UB aborts, so the fuzzer reports it), then each
+# tests/fuzz/fuzz_*.c is linked against it.  make fuzz-long runs every
+# target for FUZZ_RUNS executions from a copy of its seed corpus
+# (tests/fuzz/corpus/<name>/, <name> without "fuzz_"), with its dictionary
+# when there is one (tests/fuzz/<target>.dict or <name>.dict).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CC    ?= clang
+FUZZ_RUNS  ?= 10000000
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_FLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc $(FUZZ_SAN)
+FUZZ_OBJ   := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRC))
+FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
+
+.PHONY: fuzz-long
+fuzz: $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_BUILD)/obj
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/obj:
+	mkdir -p $@
+
+$(FUZZ_BUILD)/librampart.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/librampart.a $(wildcard src/*.h)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/librampart.a $(LDLIBS)
+
+fuzz-long: fuzz
+	@mkdir -p $(FUZZ_BUILD)/artifacts
+	@for t in $(FUZZ_BINS); do b=$$(basename $$t); n=$${b#fuzz_}; c=$(FUZZ_BUILD)/corpus/$$n; \
+	  mkdir -p $$c; if [ -d tests/fuzz/corpus/$$n ]; then cp -R tests/fuzz/corpus/$$n/. $$c/; fi; \
+	  d=; for f in tests/fuzz/$$b.dict tests/fuzz/$$n.dict; do if [ -f $$f ]; then d=-dict=$$f; break; fi; done; \
+	  echo "== $$b: $(FUZZ_RUNS) runs"; \
+	  $$t -runs=$(FUZZ_RUNS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$n- $$d $$c || exit 1; done
 
 demo:
 	@bash scripts/deps.sh

@@ -14,8 +14,9 @@ set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 
+# prometheus provides promtool, which the metrics integration test runs on /metrics.
 base=(build-essential pkg-config libyaml-dev libsqlite3-dev libjansson-dev libssl-dev
-      libcmocka-dev python3 python3-pytest curl)
+      libcmocka-dev python3 python3-pytest curl prometheus)
 fuzz=(clang libclang-rt-14-dev)
 bench=(haproxy nginx-light wrk gnuplot-nox)
 browser=(chromium)

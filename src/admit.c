@@ -101,6 +101,7 @@ enum { T_NONE = 0, T_PENDING, T_STARTED, T_DONE };
                                   * jitter is not a queue worth shedding for */
 #define COLD_FACTOR 3.0          /* slow start: median above 3x the fastest first byte ... */
 #define COLD_SLACK_US 20000.0    /* ... and above it + 20ms = a queue in the server */
+#define PROBE_LATE_MULT 40.0     /* auto probe interval: at most 40 late thresholds */
 
 void admit_limiter_init(struct admit_limiter *l, const struct admit_limiter_conf *conf, const char *name,
                         uint64_t now_us)
@@ -168,6 +169,17 @@ static uint64_t probe_interval(const struct admit_limiter *l)
     if (l->conf.probe_interval_us)
         return l->conf.probe_interval_us;
     double v = 3.0 * l->dur_ema_us;
+    /* What a failed probe costs is set by how soon it is undone: the
+     * request in the probed slot is late after one late threshold, a
+     * first-byte time.  Streams of tens of seconds would otherwise space
+     * probes 30 s apart, and a limit cut by a burst of failures would stay
+     * down that long while the server idles.  At 40 thresholds, a failed
+     * probe stands for about 1/40 of the time, whatever the stream length. */
+    if (l->baseline_us > 0.0) {
+        double thr = RP_MAX(LATE_FACTOR * l->baseline_us, l->baseline_us + LATE_SLACK_US);
+        if (v > PROBE_LATE_MULT * thr)
+            v = PROBE_LATE_MULT * thr;
+    }
     if (v < 500000.0)
         v = 500000.0;
     if (v > 30000000.0)
@@ -180,6 +192,7 @@ static void set_congested(struct admit_limiter *l, uint64_t now_us)
     l->congestion_seen = true;
     l->probe_step = 1;
     l->last_probe_us = now_us;
+    l->probe_base = 0.0;
 }
 
 /* Lower the limit to target (never raise; never below min). */
@@ -189,6 +202,7 @@ static void decrease_to(struct admit_limiter *l, double target, uint64_t now_us)
         target = l->conf.min;
     set_congested(l, now_us);
     if (target < l->limit) {
+        l->cut_from = floor(l->limit);
         l->limit = target;
         l->last_decrease_us = now_us;
         l->decreases++;
@@ -211,6 +225,17 @@ static void update_rate(struct admit_limiter *l, uint64_t now_us)
     l->rate_done0 = l->done;
 }
 
+/* The server's queue is FIFO: once a request dispatched a prefill or
+ * more after t has had its first byte at baseline latency, t is not
+ * waiting in the server.  It is held up elsewhere (a client still sending
+ * its body, a connect, one huge prompt) and says nothing about capacity;
+ * the margin keeps requests dispatched together with different prompt
+ * lengths from overtaking each other. */
+static bool overtaken(const struct admit_limiter *l, const struct admit_ticket *t)
+{
+    return l->overtake_us > 0 && (double)t->start_us + l->baseline_us < (double)l->overtake_us;
+}
+
 /* The fast path: requests still without a first byte long after the
  * baseline are waiting inside the server.  Needs two of them, so a single
  * slow request (a huge prompt) is not taken for a queue. */
@@ -220,9 +245,15 @@ static void check_late(struct admit_limiter *l, uint64_t now_us)
         return;
     double thr = RP_MAX(LATE_FACTOR * l->baseline_us, l->baseline_us + LATE_SLACK_US);
     uint32_t late = 0;
+    struct admit_ticket *first = NULL;
     for (struct admit_ticket *t = l->pend_head; t && late < 4096; t = t->next) {
         if ((double)(now_us - t->start_us) < thr)
             break; /* the list is in dispatch order */
+        /* Overtaken: not in the server's queue. */
+        if (overtaken(l, t))
+            continue;
+        if (!first)
+            first = t;
         late++;
     }
     /* Late requests that have just left the server's queue are in their
@@ -242,10 +273,9 @@ static void check_late(struct admit_limiter *l, uint64_t now_us)
         /* That much slack, at least one. */
         double slack = RP_MAX(1.0, (double)recent);
         target = (double)l->inflight - (double)late + slack;
-    } else if (late == 1 && l->pend_head->start_us >= l->last_decrease_us &&
-               (double)(now_us - l->pend_head->start_us) >=
-                   (l->bad_level > 0.0 && (double)l->pend_head->inflight_at_start >= l->bad_level ? 1.0 : 2.0) *
-                       thr) {
+    } else if (late == 1 && first->start_us >= l->last_decrease_us &&
+               (double)(now_us - first->start_us) >=
+                   (l->bad_level > 0.0 && (double)first->inflight_at_start >= l->bad_level ? 1.0 : 2.0) * thr) {
         /* A single request far beyond the threshold: the server is one
          * slot short (a probe too far).  Once per decrease epoch, so one
          * giant prompt costs at most one slot until the next probe.  A
@@ -301,28 +331,51 @@ static void baseline_push(struct admit_limiter *l, uint64_t now_us, uint32_t med
     l->baseline_us = v[n / 2];
 }
 
-static void grow(struct admit_limiter *l, uint64_t now_us)
+/* Every dispatched request that can still bring a sample has brought it:
+ * none is waiting for its first byte, or those that are were overtaken
+ * (see check_late) and will not. */
+static bool all_answered(const struct admit_limiter *l)
+{
+    return l->pending == 0 || overtaken(l, l->pend_tail);
+}
+
+/* held: most of this interval's first bytes came from requests dispatched
+ * into the slots the last probe added, and at baseline latency. */
+static void grow(struct admit_limiter *l, uint64_t now_us, bool held)
 {
     double before = l->limit;
+    /* A probe that held above the level the last decrease came from: that
+     * level was not the server's capacity (the cut answered something
+     * else, or capacity was added). */
+    bool beyond = held && l->probe_base >= l->cut_from;
     if (!l->congestion_seen) {
         /* Slow start (as in TCP): the capacity is unknown, double-ish per
          * interval until the first sign of queueing. */
         l->limit += RP_MAX(1.0, SLOW_START_GAIN * l->limit);
     } else if (floor(l->limit) + 1.0 < l->bad_level) {
         /* Below the level where the server was last seen queueing: a
-         * decrease that went too far (noise, a slow prompt) is undone one
-         * slot per interval, without waiting for a probe. */
-        l->limit = floor(l->limit) + 1.0;
-    } else if (now_us - l->last_probe_us >= probe_interval(l)) {
-        /* The previous probe (if any) held for a whole probe interval: the
-         * level it reached is good. */
+         * decrease that went too far (noise, a slow prompt, a burst of
+         * failures) is undone without waiting for a probe, half the gap
+         * per interval and at least one slot, so a deep cut does not take
+         * one interval per lost slot to recover. */
+        double gap = l->bad_level - 1.0 - floor(l->limit);
+        l->limit = floor(l->limit) + RP_MAX(1.0, floor(0.5 * gap));
+    } else if (beyond || now_us - l->last_probe_us >= probe_interval(l)) {
+        /* The previous probe (if any) held: the level it reached is good. */
         l->bad_level = RP_MAX(l->bad_level, floor(l->limit) + 1.0);
         /* Above the level where the server last queued, probing costs some
          * requests a wait inside the server: do it rarely, and accelerate
-         * while probes keep succeeding (capacity was added). */
+         * while probes keep succeeding (capacity was added).  Beyond the
+         * level of the last decrease there is nothing to protect: the
+         * next probe follows at once and the step may reach half the
+         * limit (slow start's pace), so the limit keeps up with demand at
+         * the pace of first bytes rather than of whole streams (with
+         * 20 s streams the probe interval is 30 s). */
+        l->probe_base = floor(l->limit);
         l->limit += l->probe_step;
-        uint32_t cap = (uint32_t)RP_MAX(1.0, sqrt((double)admit_limit(l)) / 2.0);
-        l->probe_step = RP_MIN(l->probe_step * 2, cap);
+        double cap = beyond ? RP_MAX(1.0, SLOW_START_GAIN * floor(l->limit))
+                            : RP_MAX(1.0, sqrt((double)admit_limit(l)) / 2.0);
+        l->probe_step = (uint32_t)RP_MIN((double)l->probe_step * 2.0, cap);
         l->last_probe_us = now_us;
     }
     if (l->limit > l->conf.max)
@@ -395,11 +448,29 @@ static void flush_interval(struct admit_limiter *l, uint64_t now_us)
             l->bad_level = kbar;
         } else if (!congested && !cold_queue && (q < 0.5 * l->conf.tolerance || !slow) &&
                    (l->saturated || l->peak >= admit_limit(l))) {
-            /* Grow only when the limit is what holds traffic back. */
-            grow(l, now_us);
+            /* Grow only when the limit is what holds traffic back.  A
+             * probe held when most of these first bytes came from the
+             * slots it added (dispatched above the level before it) and
+             * their median is at the baseline: had the server been full,
+             * every one of them would have waited for a departure. */
+            uint32_t above = 0;
+            if (l->probe_base > 0.0)
+                for (uint32_t i = 0; i < l->ns; i++)
+                    above += (double)l->s_k[i] > l->probe_base;
+            bool held = above > 0 && 2 * above >= l->ns && !slow;
+            grow(l, now_us, held);
         }
+    } else if (!l->suspect && all_answered(l) && l->baseline_us > 0.0 && l->peak >= admit_limit(l)) {
+        /* No sample for a whole interval because the limit binds and every
+         * request holding a slot has had its first byte: nothing new will
+         * be learnt until the limit moves, and what is known says the
+         * server is not queueing.  Without this, a limit that binds on
+         * long streams waits for one of them to end (20 s) before it may
+         * grow, and a limit cut to its minimum stays there. */
+        grow(l, now_us, false);
     }
     l->int_start_us = now_us;
+    l->int_done0 = l->done;
     l->ns = 0;
     l->peak = l->inflight;
     l->saturated = false;
@@ -409,7 +480,17 @@ static void maybe_flush(struct admit_limiter *l, uint64_t now_us)
 {
     uint64_t el = now_us - l->int_start_us;
     uint64_t iv = l->conf.sample_interval_us;
-    if (l->ns >= ADMIT_SAMPLES || (el >= iv && l->ns >= 16) || el >= 5 * iv)
+    /* An interval also closes once it holds every sample it can get: the
+     * limit binds, every dispatched request has had its first byte and
+     * none has ended since the interval began, so nothing more arrives
+     * until the limit changes.  While long streams ramp up that is the
+     * usual case (no completion frees a slot for many seconds), and
+     * waiting for 16 samples or 5 intervals would let the limit grow once
+     * per 500 ms while demand queues and is shed.  When requests do end,
+     * their slots bring new samples: the interval fills as usual. */
+    bool complete = el >= iv && l->ns > 0 && l->done == l->int_done0 &&
+                    all_answered(l) && l->inflight >= admit_limit(l);
+    if (l->ns >= ADMIT_SAMPLES || (el >= iv && l->ns >= 16) || el >= 5 * iv || complete)
         flush_interval(l, now_us);
 }
 
@@ -450,12 +531,17 @@ void admit_first_byte(struct admit_limiter *l, struct admit_ticket *t, uint64_t 
     /* Samples from requests dispatched before the last decrease describe
      * the overload that decrease already answered: counting them again
      * would cut the limit once per queued request (a collapse). */
+    uint64_t s = now_us - t->start_us;
     if (t->start_us >= l->last_decrease_us && l->ns < ADMIT_SAMPLES) {
-        uint64_t s = now_us - t->start_us;
         l->s_us[l->ns] = s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
         l->s_k[l->ns] = t->inflight_at_start;
         l->ns++;
     }
+    /* Answered at baseline latency: whatever was dispatched before it and
+     * still waits is not in the server's (FIFO) queue; see check_late. */
+    if (l->baseline_us > 0.0 && t->start_us > l->overtake_us &&
+        (double)s <= RP_MAX(l->baseline_us * (1.0 + LATENCY_TOLERANCE), l->baseline_us + LATENCY_FLOOR_US))
+        l->overtake_us = t->start_us;
     maybe_flush(l, now_us);
     check_late(l, now_us);
 }
@@ -471,8 +557,12 @@ void admit_release(struct admit_limiter *l, struct admit_ticket *t, uint64_t now
         l->done++;
         l->recent_done[l->recent_pos] = now_us;
         l->recent_pos = (l->recent_pos + 1) % ADMIT_RECENT;
-        double d = (double)(now_us - t->start_us);
-        l->dur_ema_us = l->dur_ema_us == 0.0 ? d : 0.9 * l->dur_ema_us + 0.1 * d;
+        /* A client that left decided how long it held the slot: that is
+         * not the server's service time, which paces probing. */
+        if (how != ADMIT_CANCELLED) {
+            double d = (double)(now_us - t->start_us);
+            l->dur_ema_us = l->dur_ema_us == 0.0 ? d : 0.9 * l->dur_ema_us + 0.1 * d;
+        }
     }
     t->state = T_DONE;
     if (l->inflight > 0)
@@ -1226,6 +1316,8 @@ void admit_metrics_render(struct sbuf *out, void *arg)
                     sbuf_printf(&lb, ",reason=\"%s\",class=\"%s\"", reason_names[r], class_names[c]);
                     metrics_sample_u64(out, "rampart_queue_refused_total", lb.data, q->dropped[r][c]);
                 }
+        metrics_family(out, "rampart_queue_wait_seconds", "histogram",
+                       "Time waiters spent queued before they were dispatched");
         for (struct admit_queue *q = reg_queues; q; q = q->reg_next) {
             label_name(&lb, "upstream", q->name);
             metrics_hist_render(out, "rampart_queue_wait_seconds", lb.data, &q->wait);

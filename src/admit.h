@@ -144,6 +144,7 @@ struct admit_limiter {
     uint32_t ns;
     uint32_t s_us[ADMIT_SAMPLES];
     uint32_t s_k[ADMIT_SAMPLES];
+    uint64_t int_done0;               /* completions when the interval started */
     uint32_t peak;                    /* max inflight in the interval */
     bool saturated;                   /* an acquire found no slot */
 
@@ -162,6 +163,9 @@ struct admit_limiter {
     bool congestion_seen;             /* leaves slow start */
     bool suspect;                     /* last interval looked congested */
     double bad_level;                 /* lowest limit last seen to make the server queue */
+    double probe_base;                /* limit before the last probe, 0 = none since the last decrease */
+    double cut_from;                  /* limit just before the last decrease */
+    uint64_t overtake_us;             /* dispatch time of the newest request answered at baseline */
 
     /* statistics */
     uint64_t acquired, refused, decreases, increases, overload_signals;

@@ -107,11 +107,36 @@ static int parse_steps(struct conf_doc *doc, const struct conf_node *n, struct c
     return RP_OK;
 }
 
+/* The label is the key under which verdicts are stored and it shows in
+ * logs and JSON: printable text only, short. */
+static int parse_release(struct conf_doc *doc, const struct conf_node *n, struct canary_conf *out)
+{
+    const char *v = NULL;
+    if (!n)
+        return RP_OK;
+    if (conf_string(doc, n, &v) != RP_OK)
+        return RP_ERR;
+    size_t len = strlen(v);
+    if (len == 0 || len >= CANARY_RELEASE_MAX || !rp_utf8_valid(v, len, NULL)) {
+        conf_error(doc, n, "release must be 1 to %d bytes of UTF-8 text", CANARY_RELEASE_MAX - 1);
+        return RP_ERR;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            conf_error(doc, n, "release must not contain control characters");
+            return RP_ERR;
+        }
+    }
+    memcpy(out->release, v, len + 1);
+    return RP_OK;
+}
+
 int canary_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct canary_conf *out)
 {
-    static const char *const keys[] = {"steps", "step_duration", "interval",      "window",     "min_samples",
-                                       "alpha", "error_margin",  "latency_ratio", "tpot_ratio", "auto_rollback",
-                                       NULL};
+    static const char *const keys[] = {"steps",       "step_duration", "interval",     "window",
+                                       "min_samples", "alpha",         "error_margin", "latency_ratio",
+                                       "tpot_ratio",  "auto_rollback", "release",      NULL};
     if (!node)
         return RP_OK;
     if (conf_expect_map(doc, node) != RP_OK)
@@ -161,6 +186,8 @@ int canary_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct
         rc = RP_ERR;
     if (conf_bool(doc, conf_get(node, "auto_rollback"), &out->auto_rollback) != RP_OK)
         rc = RP_ERR;
+    if (parse_release(doc, conf_get(node, "release"), out) != RP_OK)
+        rc = RP_ERR;
     if (rc == RP_OK && out->window_us < out->interval_us) {
         conf_error(doc, node, "window must be at least one interval");
         rc = RP_ERR;
@@ -177,6 +204,17 @@ const char *canary_state_name(enum canary_state s)
     case CANARY_PROMOTED: return "promoted";
     }
     return "?";
+}
+
+int canary_state_from_name(const char *name, enum canary_state *out)
+{
+    for (int i = 0; i < CANARY_STATES; i++) {
+        if (strcmp(name, canary_state_name((enum canary_state)i)) == 0) {
+            *out = (enum canary_state)i;
+            return RP_OK;
+        }
+    }
+    return RP_ERR;
 }
 
 const char *canary_decision_name(enum canary_decision d)
@@ -363,8 +401,15 @@ static void emit(struct canary *c, const char *action, const char *source, unsig
     rp_snprintf(ev->source, sizeof ev->source, "%s", source);
     ev->from_bp = from_bp;
     ev->to_bp = c->weight_bp;
-    /* Truncation of an over-long reason is fine: it is a message. */
+    /* Truncation of an over-long reason is fine: it is a message.  But
+     * not inside a character: the reason is served as JSON. */
     snprintf(ev->reason, sizeof ev->reason, "%s", reason ? reason : "");
+    ev->reason[rp_utf8_prefix(ev->reason, sizeof ev->reason)] = '\0';
+    bool restore = strcmp(action, "restore") == 0;
+    if (!restore) {
+        c->state_since_ms = ev->wall_ms;
+        c->restored = false;
+    }
 
     /* One JSON line on stderr, like the access log: machine-readable. */
     struct sbuf line;
@@ -386,6 +431,18 @@ static void emit(struct canary *c, const char *action, const char *source, unsig
     sbuf_free(&line);
     if (c->cb)
         c->cb(c->cb_arg, c, ev);
+    /* The start is no verdict, and a restore is the stored one already. */
+    if (c->vcb && !restore && strcmp(action, "start") != 0) {
+        struct canary_verdict v;
+        memset(&v, 0, sizeof v);
+        memcpy(v.release, c->release, sizeof v.release);
+        v.state = c->state;
+        v.weight_bp = c->weight_bp;
+        memcpy(v.source, ev->source, sizeof v.source);
+        memcpy(v.reason, ev->reason, sizeof v.reason);
+        v.wall_ms = ev->wall_ms;
+        c->vcb(c->vcb_arg, c, &v);
+    }
 }
 
 /* ---- lifecycle ---- */
@@ -452,6 +509,10 @@ struct canary *canary_new(const char *upstream, const struct canary_conf *conf, 
     /* A fixed seed per upstream keeps runs reproducible; reservoir
      * sampling needs uniformity, not secrecy. */
     c->rng = rp_hash64(c->upstream, strlen(c->upstream)) | 1u;
+    /* A label names the release on its own; without one the servers do,
+     * which only the owner of the config knows (canary_set_release). */
+    if (c->conf.release[0])
+        canary_set_release(c, c->conf.release);
     c->state = CANARY_RUNNING;
     enter_step(c, 0, now_us);
     c->next_analysis_us = now_us + c->conf.interval_us;
@@ -489,6 +550,57 @@ void canary_set_event_cb(struct canary *c, canary_event_cb cb, void *arg)
 {
     c->cb = cb;
     c->cb_arg = arg;
+}
+
+/* ---- release identity and stored verdicts ---- */
+
+static int cmp_server_ref(const void *a, const void *b)
+{
+    const struct canary_server_ref *x = a, *y = b;
+    int d = strcmp(x->address ? x->address : "", y->address ? y->address : "");
+    if (d)
+        return d;
+    return (x->weight > y->weight) - (x->weight < y->weight);
+}
+
+void canary_release_id(const char *label, const struct canary_server_ref *servers, size_t n,
+                       char out[CANARY_RELEASE_MAX])
+{
+    if (label && label[0]) {
+        rp_snprintf(out, CANARY_RELEASE_MAX, "%s", label);
+        out[rp_utf8_prefix(out, CANARY_RELEASE_MAX)] = '\0';
+        return;
+    }
+    /* Sorted, so that reordering the servers in the file is not a new
+     * release; FNV-1a over "address\0weight\n" lines, incrementally. */
+    struct canary_server_ref *v = n ? rp_xcalloc(n, sizeof *v) : NULL;
+    if (n) {
+        memcpy(v, servers, n * sizeof *v);
+        qsort(v, n, sizeof *v, cmp_server_ref);
+    }
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        char w[16];
+        const char *a = v[i].address ? v[i].address : "";
+        int wl = rp_snprintf(w, sizeof w, "%u\n", v[i].weight);
+        for (size_t k = 0; k <= strlen(a); k++) /* the NUL separates address and weight */
+            h = (h ^ (unsigned char)a[k]) * 1099511628211ull;
+        for (int k = 0; k < wl; k++)
+            h = (h ^ (unsigned char)w[k]) * 1099511628211ull;
+    }
+    free(v);
+    rp_snprintf(out, CANARY_RELEASE_MAX, "servers-%016llx", (unsigned long long)h);
+}
+
+void canary_set_release(struct canary *c, const char *release_id)
+{
+    rp_snprintf(c->release, sizeof c->release, "%s", release_id ? release_id : "");
+}
+
+void canary_set_verdict_cb(struct canary *c, canary_verdict_cb cb, void *arg)
+{
+    c->vcb = cb;
+    c->vcb_arg = arg;
 }
 
 /* ---- split and samples ---- */
@@ -947,6 +1059,7 @@ int canary_rollback(struct canary *c, const char *reason, uint64_t now_us)
         return RP_OK;
     char why[CANARY_REASON_MAX];
     snprintf(why, sizeof why, "rolled back by admin%s%s", reason && reason[0] ? ": " : "", reason ? reason : "");
+    why[rp_utf8_prefix(why, sizeof why)] = '\0'; /* an operator's text may be cut inside a character */
     do_rollback(c, "admin", why, now_us);
     return RP_OK;
 }
@@ -1002,6 +1115,57 @@ int canary_set_weight(struct canary *c, unsigned weight_bp, uint64_t now_us)
     return RP_OK;
 }
 
+bool canary_restore(struct canary *c, const struct canary_verdict *v, uint64_t now_us)
+{
+    if (!c || !v || !c->release[0] || strcmp(v->release, c->release) != 0)
+        return false;
+    unsigned from = c->weight_bp;
+    switch (v->state) {
+    case CANARY_RUNNING: return false;
+    case CANARY_ROLLED_BACK:
+        reset_rollout(c);
+        c->state = CANARY_ROLLED_BACK;
+        c->step = 0;
+        c->weight_bp = 0;
+        begin_exposure(c, now_us);
+        break;
+    case CANARY_PROMOTED:
+        reset_rollout(c);
+        enter_step(c, c->conf.num_steps - 1, now_us);
+        break;
+    case CANARY_PAUSED: {
+        /* Held by an operator (or by a regression with auto_rollback off):
+         * the hold survives; fresh samples at that weight. */
+        unsigned w = RP_MIN(v->weight_bp, CANARY_WEIGHT_MAX);
+        reset_rollout(c);
+        if (w >= CANARY_WEIGHT_MAX) {
+            enter_step(c, c->conf.num_steps - 1, now_us);
+            break;
+        }
+        size_t st = 0;
+        for (size_t i = 0; i < c->conf.num_steps; i++)
+            if (c->conf.steps_bp[i] <= w)
+                st = i;
+        c->step = st;
+        c->weight_bp = w;
+        c->state = CANARY_PAUSED;
+        c->regression_flagged = true; /* a regression pause is logged once, also across restarts */
+        begin_exposure(c, now_us);
+        break;
+    }
+    default: return false;
+    }
+    rp_snprintf(c->reason, sizeof c->reason, "%s", v->reason);
+    c->restored = true;
+    char ts[48], why[CANARY_REASON_MAX];
+    iso_time(v->wall_ms, ts, sizeof ts);
+    rp_snprintf(why, sizeof why, "%s since %s (%s), kept across a restart", canary_state_name(c->state), ts,
+                v->source[0] ? v->source : "auto");
+    emit(c, "restore", "auto", from, why, now_us);
+    c->state_since_ms = v->wall_ms;
+    return true;
+}
+
 /* ---- state document ---- */
 
 /* JSON has no NaN/Inf. */
@@ -1053,7 +1217,24 @@ void canary_render_json(const struct canary *c, struct sbuf *out, uint64_t now_u
     sbuf_printf(out, ",\"auto_rollback\":%s,\"looks\":%u,\"planned_looks\":%u,\"reason\":\"",
                 c->conf.auto_rollback ? "true" : "false", c->looks, c->planned_looks);
     sbuf_json_str(out, c->reason, strlen(c->reason));
-    sbuf_adds(out, "\",\"parameters\":{\"interval_s\":");
+    sbuf_adds(out, "\",\"release\":");
+    if (c->release[0]) {
+        sbuf_adds(out, "\"");
+        sbuf_json_str(out, c->release, strlen(c->release));
+        sbuf_adds(out, "\"");
+    } else {
+        sbuf_adds(out, "null");
+    }
+    sbuf_adds(out, ",\"state_since\":");
+    if (c->state_since_ms > 0) {
+        char ts[48];
+        iso_time(c->state_since_ms, ts, sizeof ts);
+        sbuf_printf(out, "\"%s\"", ts);
+    } else {
+        sbuf_adds(out, "null");
+    }
+    sbuf_printf(out, ",\"restored\":%s", c->restored ? "true" : "false");
+    sbuf_adds(out, ",\"parameters\":{\"interval_s\":");
     num(out, (double)c->conf.interval_us / 1e6);
     sbuf_adds(out, ",\"window_s\":");
     num(out, (double)c->conf.window_us / 1e6);
@@ -1120,11 +1301,6 @@ void canary_render_json(const struct canary *c, struct sbuf *out, uint64_t now_u
 
 /* ---- metrics ---- */
 
-static void head(struct sbuf *out, const char *name, const char *type, const char *help)
-{
-    sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 static void series(struct sbuf *out, const char *name, const struct canary *c, const char *extra)
 {
     sbuf_printf(out, "%s{upstream=\"", name);
@@ -1138,12 +1314,12 @@ void canary_metrics_render(struct sbuf *out, void *arg)
     if (!registry)
         return;
     static const char *const groups[2] = {"group=\"stable\"", "group=\"canary\""};
-    head(out, "rampart_canary_weight_ratio", "gauge", "Share of tenants sent to the canary group (0..1).");
+    metrics_family(out, "rampart_canary_weight_ratio", "gauge", "Share of tenants sent to the canary group (0..1).");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_weight_ratio", c, NULL);
         sbuf_printf(out, "%.4f\n", (double)c->weight_bp / 10000.0);
     }
-    head(out, "rampart_canary_state", "gauge", "Rollout state (1 for the current state).");
+    metrics_family(out, "rampart_canary_state", "gauge", "Rollout state (1 for the current state).");
     for (const struct canary *c = registry; c; c = c->next_reg)
         for (int s = 0; s < CANARY_STATES; s++) {
             char lab[48];
@@ -1151,81 +1327,84 @@ void canary_metrics_render(struct sbuf *out, void *arg)
             series(out, "rampart_canary_state", c, lab);
             sbuf_printf(out, "%d\n", (int)c->state == s);
         }
-    head(out, "rampart_canary_step", "gauge", "Current rollout step (1-based).");
+    metrics_family(out, "rampart_canary_step", "gauge", "Current rollout step (1-based).");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_step", c, NULL);
         sbuf_printf(out, "%zu\n", c->step + 1);
     }
-    head(out, "rampart_canary_requests_total", "counter", "Attempts recorded per release group.");
+    metrics_family(out, "rampart_canary_requests_total", "counter", "Attempts recorded per release group.");
     for (const struct canary *c = registry; c; c = c->next_reg)
         for (int g = 0; g < 2; g++) {
             series(out, "rampart_canary_requests_total", c, groups[g]);
             sbuf_printf(out, "%llu\n", (unsigned long long)c->requests_total[g]);
         }
-    head(out, "rampart_canary_errors_total", "counter", "Failed attempts (5xx, connect, timeout) per release group.");
+    metrics_family(out, "rampart_canary_errors_total", "counter",
+                   "Failed attempts (5xx, connect, timeout) per release group.");
     for (const struct canary *c = registry; c; c = c->next_reg)
         for (int g = 0; g < 2; g++) {
             series(out, "rampart_canary_errors_total", c, groups[g]);
             sbuf_printf(out, "%llu\n", (unsigned long long)c->errors_total[g]);
         }
-    head(out, "rampart_canary_error_ratio", "gauge", "Error ratio in the window at the latest analysis.");
+    metrics_family(out, "rampart_canary_error_ratio", "gauge", "Error ratio in the window at the latest analysis.");
     for (const struct canary *c = registry; c; c = c->next_reg)
         for (int g = 0; g < 2; g++) {
             series(out, "rampart_canary_error_ratio", c, groups[g]);
             sbuf_printf(out, "%.6f\n", c->last.err_ratio[g]);
         }
-    head(out, "rampart_canary_error_difference", "gauge",
-         "Canary minus stable error ratio at the latest analysis (effect size).");
+    metrics_family(out, "rampart_canary_error_difference", "gauge",
+                   "Canary minus stable error ratio at the latest analysis (effect size).");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_error_difference", c, NULL);
         sbuf_printf(out, "%.6f\n", c->last.err_diff);
     }
-    head(out, "rampart_canary_error_p_value", "gauge", "p-value of 'canary errors more' at the latest analysis.");
+    metrics_family(out, "rampart_canary_error_p_value", "gauge",
+                   "p-value of 'canary errors more' at the latest analysis.");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_error_p_value", c, NULL);
         sbuf_printf(out, "%.6g\n", c->last.valid ? c->last.err_p : 1.0);
     }
-    head(out, "rampart_canary_ttft_median_seconds", "gauge", "Median time to first token in the window.");
+    metrics_family(out, "rampart_canary_ttft_median_seconds", "gauge", "Median time to first token in the window.");
     for (const struct canary *c = registry; c; c = c->next_reg)
         for (int g = 0; g < 2; g++) {
             series(out, "rampart_canary_ttft_median_seconds", c, groups[g]);
             sbuf_printf(out, "%.6f\n", c->last.ttft_median_us[g] / 1e6);
         }
-    head(out, "rampart_canary_ttft_ratio", "gauge", "Canary / stable TTFT median at the latest analysis.");
+    metrics_family(out, "rampart_canary_ttft_ratio", "gauge", "Canary / stable TTFT median at the latest analysis.");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_ttft_ratio", c, NULL);
         sbuf_printf(out, "%.4f\n", isfinite(c->last.ttft_ratio) ? c->last.ttft_ratio : 0.0);
     }
-    head(out, "rampart_canary_ttft_p_value", "gauge",
-         "Mann-Whitney p-value of 'canary slower' at the latest analysis.");
+    metrics_family(out, "rampart_canary_ttft_p_value", "gauge",
+                   "Mann-Whitney p-value of 'canary slower' at the latest analysis.");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_ttft_p_value", c, NULL);
         sbuf_printf(out, "%.6g\n", c->last.valid ? c->last.ttft_p : 1.0);
     }
-    head(out, "rampart_canary_tpot_median_seconds", "gauge",
-         "Median time per output token of streams in the window (0: not judged).");
+    metrics_family(out, "rampart_canary_tpot_median_seconds", "gauge",
+                   "Median time per output token of streams in the window (0: not judged).");
     for (const struct canary *c = registry; c; c = c->next_reg)
         for (int g = 0; g < 2; g++) {
             series(out, "rampart_canary_tpot_median_seconds", c, groups[g]);
             sbuf_printf(out, "%.6f\n", c->last.tpot_median_us[g] / 1e6);
         }
-    head(out, "rampart_canary_tpot_ratio", "gauge", "Canary / stable TPOT median at the latest analysis.");
+    metrics_family(out, "rampart_canary_tpot_ratio", "gauge", "Canary / stable TPOT median at the latest analysis.");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_tpot_ratio", c, NULL);
         sbuf_printf(out, "%.4f\n", isfinite(c->last.tpot_ratio) ? c->last.tpot_ratio : 0.0);
     }
-    head(out, "rampart_canary_tpot_p_value", "gauge",
-         "Mann-Whitney p-value of 'canary TPOT slower' at the latest analysis.");
+    metrics_family(out, "rampart_canary_tpot_p_value", "gauge",
+                   "Mann-Whitney p-value of 'canary TPOT slower' at the latest analysis.");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_tpot_p_value", c, NULL);
         sbuf_printf(out, "%.6g\n", c->last.valid ? c->last.tpot_p : 1.0);
     }
-    head(out, "rampart_canary_alpha_per_test", "gauge", "Significance level of each test at the latest look.");
+    metrics_family(out, "rampart_canary_alpha_per_test", "gauge",
+                   "Significance level of each test at the latest look.");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_alpha_per_test", c, NULL);
         sbuf_printf(out, "%.6g\n", c->last.alpha_test);
     }
-    head(out, "rampart_canary_decisions_total", "counter", "Analysis decisions.");
+    metrics_family(out, "rampart_canary_decisions_total", "counter", "Analysis decisions.");
     for (const struct canary *c = registry; c; c = c->next_reg)
         for (int d = 0; d < CANARY_DECISIONS; d++) {
             char lab[48];
@@ -1233,14 +1412,14 @@ void canary_metrics_render(struct sbuf *out, void *arg)
             series(out, "rampart_canary_decisions_total", c, lab);
             sbuf_printf(out, "%llu\n", (unsigned long long)c->decisions_total[d]);
         }
-    head(out, "rampart_canary_rollbacks_total", "counter", "Rollbacks by source.");
+    metrics_family(out, "rampart_canary_rollbacks_total", "counter", "Rollbacks by source.");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_rollbacks_total", c, "source=\"auto\"");
         sbuf_printf(out, "%llu\n", (unsigned long long)c->rollbacks_auto_total);
         series(out, "rampart_canary_rollbacks_total", c, "source=\"admin\"");
         sbuf_printf(out, "%llu\n", (unsigned long long)c->rollbacks_admin_total);
     }
-    head(out, "rampart_canary_promotions_total", "counter", "Step promotions (automatic and manual).");
+    metrics_family(out, "rampart_canary_promotions_total", "counter", "Step promotions (automatic and manual).");
     for (const struct canary *c = registry; c; c = c->next_reg) {
         series(out, "rampart_canary_promotions_total", c, NULL);
         sbuf_printf(out, "%llu\n", (unsigned long long)c->promotions_total);
@@ -1369,11 +1548,22 @@ void canary_admin_handler(void *arg, const struct httpd_request *req, struct htt
         }
     }
     json_error_t jerr;
+    size_t bad = 0;
+    /* The parser's message quotes the bytes near the error: never echo
+     * bytes that are not UTF-8, and never cut a character in two. */
+    if (req->body && !rp_utf8_valid(req->body, req->body_len, &bad)) {
+        char msg[128];
+        rp_snprintf(msg, sizeof msg, "the body is not valid UTF-8: byte 0x%02X at offset %zu",
+                    (unsigned)(unsigned char)req->body[bad], bad);
+        bad_request(resp, msg);
+        return;
+    }
     json_t *body = req->body && req->body_len ? json_loadb(req->body, req->body_len, 0, &jerr) : NULL;
     if (!body || !json_is_object(body)) {
         char msg[256];
-        rp_snprintf(msg, sizeof msg, "the body must be a JSON object%s%.180s", body ? "" : ": ",
-                    body ? "" : (req->body_len ? jerr.text : "empty body"));
+        const char *why = body ? "" : (req->body_len ? jerr.text : "empty body");
+        rp_snprintf(msg, sizeof msg, "the body must be a JSON object%s%.*s", body ? "" : ": ",
+                    (int)rp_utf8_prefix(why, 180), why);
         bad_request(resp, msg);
         json_decref(body);
         return;

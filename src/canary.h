@@ -80,6 +80,18 @@
  * the state document, counters in the metrics, and an optional callback
  * (e.g. the status page opening an incident on rollback).
  *
+ * Verdicts outlive the process.  A release is identified by its `release:`
+ * label or, without one, by a hash of the canary group's addresses and
+ * weights (canary_release_id).  Every change after the start is also handed
+ * to a verdict callback that stores it (status.c keeps it in the status
+ * database), and at start canary_restore applies the stored verdict of the
+ * same release: a rolled-back release stays at weight 0 after a restart, a
+ * promoted one at 100%, one held by an operator at its weight.  A rollout
+ * that was still running starts again from the first step, because the
+ * evidence that earned its weight was in memory.  A different release (the
+ * config changed) finds no verdict and starts fresh.  This module stays
+ * free of storage: it only calls the callback and takes a verdict.
+ *
  * Pure logic except canary_admin_* (which reads the monotonic clock) and
  * the stderr event line.  Everything is bounded: TTFT and TPOT samples are
  * each a reservoir of CANARY_BUCKET_SAMPLES per window bucket per group.
@@ -106,6 +118,7 @@ struct admin;
 #define CANARY_EVENTS 16
 #define CANARY_NAME_MAX 64
 #define CANARY_REASON_MAX 240
+#define CANARY_RELEASE_MAX 64    /* release id, and the release: label (63 bytes) */
 #define CANARY_WEIGHT_MAX 10000u /* basis points: 100% */
 /* Below this many expected errors in either group, the error test is
  * Fisher's exact test instead of the z-test. */
@@ -132,6 +145,7 @@ struct canary_conf {
     double latency_ratio;                /* TTFT median ratio that matters; default 1.2 */
     double tpot_ratio;                   /* TPOT median ratio that matters; default latency_ratio */
     bool auto_rollback;                  /* default true; false: a regression pauses and logs */
+    char release[CANARY_RELEASE_MAX];    /* release: label of the canary's version; "" = named by its servers */
 };
 
 #define CANARY_CONF_DEFAULT                                                                                            \
@@ -146,7 +160,8 @@ void canary_conf_default(struct canary_conf *c);
  * steps (sequence of percentages, increasing, ending at 100),
  * step_duration, interval, window, min_samples, alpha, error_margin (a
  * fraction or "1%"), latency_ratio, tpot_ratio (default: latency_ratio),
- * auto_rollback. */
+ * auto_rollback, release (a label such as "v2.4.1", 1..63 printable
+ * characters). */
 int canary_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct canary_conf *out);
 
 enum canary_state { CANARY_RUNNING = 0, CANARY_PAUSED, CANARY_ROLLED_BACK, CANARY_PROMOTED };
@@ -155,6 +170,8 @@ enum canary_decision { CANARY_CONTINUE = 0, CANARY_PROMOTE, CANARY_ROLLBACK };
 #define CANARY_DECISIONS 3
 
 const char *canary_state_name(enum canary_state s);
+/* Inverse of canary_state_name: RP_OK, or RP_ERR for an unknown name. */
+int canary_state_from_name(const char *name, enum canary_state *out);
 const char *canary_decision_name(enum canary_decision d);
 
 /* ---- statistics (exported for tests) ---- */
@@ -220,7 +237,7 @@ struct canary_analysis {
 struct canary_event {
     int64_t wall_ms;
     uint64_t at_us;
-    char action[16]; /* start, promote, rollback, pause, resume, set_weight, regression */
+    char action[16]; /* start, promote, rollback, pause, resume, set_weight, regression, restore */
     char source[8];  /* auto, admin */
     unsigned from_bp, to_bp;
     char reason[CANARY_REASON_MAX];
@@ -228,6 +245,23 @@ struct canary_event {
 
 struct canary;
 typedef void (*canary_event_cb)(void *arg, const struct canary *c, const struct canary_event *ev);
+
+/* The state a release was left in, as stored across restarts. */
+struct canary_verdict {
+    char release[CANARY_RELEASE_MAX]; /* canary_release_id */
+    enum canary_state state;
+    unsigned weight_bp;
+    char source[8]; /* auto, admin */
+    char reason[CANARY_REASON_MAX];
+    int64_t wall_ms; /* when the state was reached */
+};
+typedef void (*canary_verdict_cb)(void *arg, const struct canary *c, const struct canary_verdict *v);
+
+/* One server of the canary group, for canary_release_id. */
+struct canary_server_ref {
+    const char *address; /* as written in the config */
+    unsigned weight;
+};
 
 /* A uniform reservoir of one latency metric per group. */
 struct canary_reservoir {
@@ -267,6 +301,12 @@ struct canary {
     size_t num_events, next_event;
     canary_event_cb cb;
     void *cb_arg;
+    /* release identity and persistence */
+    char release[CANARY_RELEASE_MAX]; /* "" until known */
+    int64_t state_since_ms;           /* wall clock of the last change (0: the start) */
+    bool restored;                    /* the state came from the stored verdict */
+    canary_verdict_cb vcb;
+    void *vcb_arg;
     /* counters */
     uint64_t requests_total[2], errors_total[2];
     uint64_t decisions_total[CANARY_DECISIONS];
@@ -283,6 +323,24 @@ struct canary *canary_find(const char *upstream, size_t len);
 
 /* Called on every event (after it is logged). */
 void canary_set_event_cb(struct canary *c, canary_event_cb cb, void *arg);
+
+/* The id of a release: the label when one is given (non-empty), else
+ * "servers-" and 16 hex digits hashing the canary group's addresses and
+ * weights, in any order.  out is always NUL-terminated. */
+void canary_release_id(const char *label, const struct canary_server_ref *servers, size_t n,
+                       char out[CANARY_RELEASE_MAX]);
+/* Which release c is judging (shown in the state document, put in every
+ * verdict). */
+void canary_set_release(struct canary *c, const char *release_id);
+/* Called with the new state after every change except the start and a
+ * restore (cb NULL: none).  Runs on the caller's thread, synchronously. */
+void canary_set_verdict_cb(struct canary *c, canary_verdict_cb cb, void *arg);
+/* Apply a stored verdict if it is about c's release and worth keeping:
+ * rolled_back (weight 0), promoted (100%) or paused (at its weight), with
+ * the original reason and time, logged as a "restore" event.  A running
+ * verdict, or one about another release, is ignored: the rollout starts
+ * fresh.  Returns whether the verdict was applied.  Call before traffic. */
+bool canary_restore(struct canary *c, const struct canary_verdict *v, uint64_t now_us);
 
 /* Which group serves this tenant (0 stable, 1 canary).  c may be NULL
  * (always stable).  tenant_hash: rp_hash64 of the tenant identity. */

@@ -95,9 +95,10 @@ static char *arena_strndup(struct conf_doc *doc, const char *s, size_t n)
 
 /* Copy s into buf for quoting in an error message: escaped (quotes,
  * backslashes, control bytes) so a message is always one printable line,
- * and shortened with "..." so a huge scalar cannot flood the output.
- * Non-ASCII bytes are kept and never cut in the middle of a UTF-8 sequence. */
-static const char *show(const char *s, char *buf, size_t cap)
+ * and shortened with "..." after max_chars characters (or when buf is
+ * full) so a huge scalar cannot flood the output.  Non-ASCII bytes are kept
+ * and never cut in the middle of a UTF-8 sequence. */
+static const char *show_upto(const char *s, char *buf, size_t cap, size_t max_chars)
 {
     size_t o = 0, shown = 0;
     const unsigned char *p = (const unsigned char *)(s ? s : "");
@@ -110,7 +111,7 @@ static const char *show(const char *s, char *buf, size_t cap)
         char tmp[8];
         size_t tn;
         bool cont = (*p & 0xc0) == 0x80; /* UTF-8 continuation byte */
-        if (!cont && shown >= SHOW_MAX)
+        if (!cont && shown >= max_chars)
             break;
         if (*p == '"' || *p == '\\') {
             tmp[0] = '\\';
@@ -145,9 +146,43 @@ static const char *show(const char *s, char *buf, size_t cap)
     return buf;
 }
 
+static const char *show(const char *s, char *buf, size_t cap)
+{
+    return show_upto(s, buf, cap, SHOW_MAX);
+}
+
 const char *conf_show(const char *s, char *buf, size_t cap)
 {
     return show(s, buf, cap);
+}
+
+const char *conf_show_path(const char *s, char *buf, size_t cap)
+{
+    return show_upto(s, buf, cap, SIZE_MAX);
+}
+
+/* An error is one line whatever its callers quote: a section parser that
+ * puts a raw value (or a file name holds a newline) in a message must not
+ * split it, or forge a second "FILE:LINE:COL:" line.  Control bytes become
+ * \xNN, as conf_show() writes them.  Takes and returns a malloc'd string. */
+static char *one_line(char *text)
+{
+    size_t ctl = 0, o = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        ctl += *p < 0x20 || *p == 0x7f;
+    if (ctl == 0)
+        return text;
+    size_t cap = strlen(text) + 3 * ctl + 1;
+    char *out = rp_xmalloc(cap);
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *p);
+        else
+            out[o++] = (char)*p;
+    }
+    out[o] = '\0';
+    free(text);
+    return out;
 }
 
 static void error_v(struct conf_doc *doc, int line, int col, const char *fmt, va_list ap)
@@ -161,6 +196,7 @@ static void error_v(struct conf_doc *doc, int line, int col, const char *fmt, va
     n = strlen(doc->name) + strlen(msg) + 32;
     char *text = rp_xmalloc(n);
     snprintf(text, n, "%s:%d:%d: %s", doc->name, line, col, msg);
+    text = one_line(text);
 
     /* Two parsers looking at the same bad node report it once. */
     for (i = 0; i < doc->num_errs; i++) {

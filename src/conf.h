@@ -115,6 +115,10 @@ int conf_parse_addr(const char *s, struct sockaddr_storage *out, socklen_t *len,
  * characters.  Returns buf.  CONF_SHOW_CAP always fits the result. */
 #define CONF_SHOW_CAP 300
 const char *conf_show(const char *s, char *buf, size_t cap);
+/* Same for a file path, shortened only when it does not fit buf: a path
+ * cut after 64 characters would not say which file is meant. */
+#define CONF_SHOW_PATH_CAP 1024
+const char *conf_show_path(const char *s, char *buf, size_t cap);
 
 /* Format a duration the way the configuration writes it ("250ms", "1.5s",
  * "2m", "1d"); returns bytes written, or -1 when it did not fit. */

@@ -53,10 +53,15 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "admin.h"
 #include "util.h"
 
 #define CONFIG_PREFIX_MAX 1024 /* route prefixes */
@@ -204,6 +209,8 @@ static int parse_addr(struct conf_doc *doc, const struct conf_node *node, struct
     if (conf_addr(doc, node, &a->ss, &a->len) != RP_OK)
         return RP_ERR;
     snprintf(a->text, sizeof a->text, "%s", node->value);
+    a->line = node->line;
+    a->col = node->col;
     return RP_OK;
 }
 
@@ -709,7 +716,7 @@ static void free_admin(struct config *cfg)
 static int parse_limits(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
 {
     static const char *const keys[] = {"max_header_bytes", "max_headers",     "max_uri",
-                                       "max_body",         "max_connections", NULL};
+                                       "max_body",         "max_connections", "request_buffer", NULL};
     struct config_limits *l = &cfg->limits;
     int rc = RP_OK;
 
@@ -721,12 +728,16 @@ static int parse_limits(struct conf_doc *doc, const struct conf_node *node, stru
     l->max_body = 10ull * 1024 * 1024;
     rc |= conf_size(doc, conf_get(node, "max_body"), &l->max_body);
     rc |= get_uint(doc, conf_get(node, "max_connections"), 10000, 1, 1000000, &l->max_connections);
+    /* Bodies up to this size are read whole before the request asks for
+     * an upstream slot, so a slow or stalled upload never holds one. */
+    rc |= get_size(doc, conf_get(node, "request_buffer"), 1024 * 1024, 0, 64 * 1024 * 1024, &l->request_buffer);
     return rc ? RP_ERR : RP_OK;
 }
 
 static int parse_timeouts(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
 {
-    static const char *const keys[] = {"client_header", "client_body", "client_idle", "send", "drain", NULL};
+    static const char *const keys[] = {"client_header", "client_body", "client_idle", "send",
+                                       "drain",         "lingering",   NULL};
     struct config_timeouts *t = &cfg->timeouts;
     const uint64_t day = SEC(86400);
     int rc = RP_OK;
@@ -739,6 +750,8 @@ static int parse_timeouts(struct conf_doc *doc, const struct conf_node *node, st
     rc |= get_duration(doc, conf_get(node, "send"), SEC(60), MSEC(1), day, &t->send_us);
     /* 0 is allowed: close everything at once on shutdown. */
     rc |= get_duration(doc, conf_get(node, "drain"), SEC(15), 0, day, &t->drain_us);
+    /* 0 turns lingering off: close at once after the last reply. */
+    rc |= get_duration(doc, conf_get(node, "lingering"), SEC(5), 0, SEC(300), &t->lingering_us);
     return rc ? RP_ERR : RP_OK;
 }
 
@@ -865,7 +878,10 @@ static void validate(struct conf_doc *doc, const struct conf_node *root, struct 
     check_status_listen(doc, root, cfg);
 }
 
-int config_load_doc(struct conf_doc *doc, struct config *cfg)
+/* Fill cfg from doc, recording errors in doc; cfg may be partly filled
+ * afterwards (the caller frees it when doc holds errors).  RP_ERR when the
+ * document has no usable root map, so nothing was parsed. */
+static int parse_doc(struct conf_doc *doc, struct config *cfg)
 {
     const struct conf_node *root = conf_root(doc);
     const char *keys[RP_ARRAY_LEN(config_sections) + 1];
@@ -876,10 +892,10 @@ int config_load_doc(struct conf_doc *doc, struct config *cfg)
         /* Either the loader recorded why, or the file holds no document. */
         if (conf_error_count(doc) == 0)
             conf_error(doc, NULL, "the configuration is empty");
-        goto cleanup;
+        return RP_ERR;
     }
     if (conf_expect_map(doc, root) != RP_OK)
-        goto cleanup;
+        return RP_ERR;
     for (size_t i = 0; i < RP_ARRAY_LEN(config_sections); i++)
         keys[i] = config_sections[i].key;
     keys[RP_ARRAY_LEN(config_sections)] = NULL;
@@ -891,7 +907,12 @@ int config_load_doc(struct conf_doc *doc, struct config *cfg)
         s->parse(doc, node, cfg);
     }
     validate(doc, root, cfg);
-cleanup:
+    return RP_OK;
+}
+
+int config_load_doc(struct conf_doc *doc, struct config *cfg)
+{
+    parse_doc(doc, cfg);
     if (conf_error_count(doc) == 0)
         return RP_OK;
     config_free(cfg);
@@ -912,6 +933,25 @@ int config_load(const char *path, struct config *cfg, FILE *err)
     return finish(conf_load_file(path), cfg, err);
 }
 
+int config_load_startup(const char *path, struct config *cfg, FILE *err)
+{
+    struct conf_doc *doc = conf_load_file(path);
+    int rc = RP_ERR;
+
+    /* The start-up checks run on a partly parsed configuration too, so one
+     * run lists schema mistakes and unusable files together. */
+    if (parse_doc(doc, cfg) == RP_OK)
+        config_check_startup(doc, cfg);
+    if (conf_error_count(doc) == 0) {
+        rc = RP_OK;
+    } else {
+        conf_print_errors(doc, err);
+        config_free(cfg);
+    }
+    conf_free(doc);
+    return rc;
+}
+
 int config_load_string(const char *name, const char *yaml, struct config *cfg, FILE *err)
 {
     return finish(conf_load_string(name, yaml, yaml ? strlen(yaml) : 0), cfg, err);
@@ -926,6 +966,161 @@ void config_free(struct config *cfg)
             config_sections[i - 1].free(cfg);
     free(cfg->path);
     memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- start-up checks ---------------------------------------------------- */
+
+/* The directory part of path ("." when it has none), malloc'd. */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return rp_xstrdup(".");
+    if (slash == path)
+        return rp_xstrdup("/");
+    return rp_xstrndup(path, (size_t)(slash - path));
+}
+
+/* The directory a file will be created in exists and lets us create it.
+ * what names the file in the message ("access log \"x\""). */
+static int check_dir_writable(struct conf_doc *doc, const struct conf_node *at, const char *what, const char *path)
+{
+    char *dir = dir_of(path);
+    char shown[CONF_SHOW_PATH_CAP];
+    struct stat st;
+    int rc = RP_ERR;
+
+    conf_show_path(dir, shown, sizeof shown);
+    if (stat(dir, &st) < 0) {
+        if (errno == ENOENT)
+            conf_error_key(doc, at, "%s: directory \"%s\" does not exist", what, shown);
+        else
+            conf_error_key(doc, at, "%s: directory \"%s\": %s", what, shown, strerror(errno));
+    } else if (!S_ISDIR(st.st_mode)) {
+        conf_error_key(doc, at, "%s: \"%s\" is not a directory", what, shown);
+    } else if (access(dir, W_OK | X_OK) < 0) {
+        conf_error_key(doc, at, "%s: directory \"%s\" is not writable: %s", what, shown, strerror(errno));
+    } else {
+        rc = RP_OK;
+    }
+    free(dir);
+    return rc;
+}
+
+/* A file start-up opens for writing, creating it when missing: an
+ * existing one must be a writable regular file, a missing one needs a
+ * writable directory.  Nothing is created here: `rampart -t` leaves no
+ * trace.  dir_too: the directory must be writable even when the file
+ * exists (SQLite creates its journal files next to the database). */
+static int check_output_file(struct conf_doc *doc, const struct conf_node *at, const char *kind, const char *path,
+                             int mode, bool dir_too)
+{
+    char shown[CONF_SHOW_PATH_CAP], what[CONF_SHOW_PATH_CAP + 64];
+    struct stat st;
+
+    rp_snprintf(what, sizeof what, "%s \"%s\"", kind, conf_show_path(path, shown, sizeof shown));
+    if (stat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return check_dir_writable(doc, at, what, path);
+        conf_error_key(doc, at, "%s: %s", what, strerror(errno));
+        return RP_ERR;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        conf_error_key(doc, at, "%s is not a regular file", what);
+        return RP_ERR;
+    }
+    if (access(path, mode) < 0) {
+        conf_error_key(doc, at, "%s is not %s: %s", what, mode & R_OK ? "readable and writable" : "writable",
+                       strerror(errno));
+        return RP_ERR;
+    }
+    return dir_too ? check_dir_writable(doc, at, what, path) : RP_OK;
+}
+
+/* An existing, non-empty status database must be an SQLite file: pointing
+ * status.db at some other file would fail start-up (and must never
+ * overwrite it).  SQLite files start with this 16-byte header. */
+static void check_sqlite_file(struct conf_doc *doc, const struct conf_node *at, const char *path)
+{
+    static const char magic[16] = "SQLite format 3";
+    char head[16], shown[CONF_SHOW_PATH_CAP];
+    FILE *f = fopen(path, "rbe");
+    size_t n;
+
+    if (!f)
+        return; /* missing: created at start (its directory was checked) */
+    n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    if (n > 0 && (n < sizeof head || memcmp(head, magic, sizeof magic) != 0))
+        conf_error_key(doc, at, "status database \"%s\" is not an SQLite database",
+                       conf_show_path(path, shown, sizeof shown));
+}
+
+/* Bind (without listening) the way net_listen() does, to find addresses
+ * this host cannot take (not local, privileged port).  A port in use is
+ * not reported: `rampart -t` runs next to the gateway it will replace, and
+ * start-up reports it when it binds for real. */
+static void check_bind(struct conf_doc *doc, const struct conf_node *at, const char *what,
+                       const struct sockaddr_storage *ss, socklen_t len, const char *text)
+{
+    char shown[CONF_SHOW_CAP];
+    int one = 1, fd;
+
+    if (len == 0 || !at)
+        return;
+    fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        conf_error(doc, at, "cannot listen on %s address \"%s\": %s", what, conf_show(text, shown, sizeof shown),
+                   strerror(errno));
+        return;
+    }
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)ss, len) < 0 && errno != EADDRINUSE)
+        conf_error(doc, at, "cannot listen on %s address \"%s\": %s", what, conf_show(text, shown, sizeof shown),
+                   strerror(errno));
+    close(fd);
+}
+
+static void check_listeners(struct conf_doc *doc, const struct conf_node *root, const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->num_listen; i++) {
+        /* Positions, not nodes, outlive the document. */
+        struct conf_node at = {.kind = CONF_SCALAR, .line = cfg->listen[i].line, .col = cfg->listen[i].col};
+        check_bind(doc, &at, "proxy", &cfg->listen[i].ss, cfg->listen[i].len, cfg->listen[i].text);
+    }
+    if (cfg->has_admin)
+        check_bind(doc, conf_get(conf_get(root, "admin"), "listen"), "admin", &cfg->admin_listen.ss,
+                   cfg->admin_listen.len, cfg->admin_listen.text);
+    if (cfg->has_status)
+        check_bind(doc, conf_get(conf_get(root, "status"), "listen"), "status", &cfg->status.listen,
+                   cfg->status.listen_len, cfg->status.listen_text);
+}
+
+int config_check_startup(struct conf_doc *doc, const struct config *cfg)
+{
+    const struct conf_node *root = conf_root(doc);
+    size_t before = conf_error_count(doc);
+    char why[1024];
+
+    check_listeners(doc, root, cfg);
+
+    const struct conf_node *tn = conf_get(conf_get(root, "admin"), "token_file");
+    if (cfg->admin_token_file && tn && admin_token_read(cfg->admin_token_file, NULL, NULL, why, sizeof why) != RP_OK)
+        conf_error_key(doc, tn, "%s", why);
+
+    const struct conf_node *an = conf_get(conf_get(root, "log"), "access");
+    const char *log = cfg->access_log;
+    if (an && log && strcmp(log, "stdout") != 0 && strcmp(log, "stderr") != 0 && strcmp(log, "off") != 0)
+        check_output_file(doc, an, "access log", log, W_OK, false);
+
+    if (cfg->has_status) {
+        const struct conf_node *sn = conf_get(root, "status");
+        const struct conf_node *dn = conf_get(sn, "db");
+        const char *db = cfg->status.db_path ? cfg->status.db_path : "rampart-status.db";
+        if (check_output_file(doc, dn ? dn : sn, "status database", db, R_OK | W_OK, true) == RP_OK)
+            check_sqlite_file(doc, dn ? dn : sn, db);
+    }
+    return conf_error_count(doc) == before ? RP_OK : RP_ERR;
 }
 
 int config_route(const struct config *cfg, const char *path, size_t len)

@@ -38,6 +38,7 @@ struct config_addr {
     struct sockaddr_storage ss;
     socklen_t len;
     char text[64]; /* as written, for logs and metrics labels */
+    int line, col; /* where it was written, for the start-up checks' errors */
 };
 
 enum config_balance { CONFIG_BALANCE_P2C = 0, CONFIG_BALANCE_ROUND_ROBIN };
@@ -80,6 +81,7 @@ struct config_limits {
     size_t max_uri;          /* 8k  -> 414 */
     uint64_t max_body;       /* 10m -> 413 */
     size_t max_connections;  /* client connections, default 10000 */
+    size_t request_buffer;   /* bodies up to this are read whole before admission, default 1m */
 };
 
 struct config_timeouts {
@@ -88,6 +90,7 @@ struct config_timeouts {
     uint64_t client_idle_us;   /* keep-alive idle, default 60s */
     uint64_t send_us;          /* client not reading while we have data, default 60s */
     uint64_t drain_us;         /* graceful shutdown limit, default 15s */
+    uint64_t lingering_us;     /* read and discard after a closing reply, at most, default 5s */
 };
 
 struct config {
@@ -117,6 +120,17 @@ struct config {
  * freed and zeroed, so config_free() on it is harmless.  struct config is
  * large (about 470 KiB): give it static or heap storage, not the stack. */
 int config_load(const char *path, struct config *cfg, FILE *err);
+/* config_load, then config_check_startup(): what both `rampart -t` and
+ * start-up call, so the check can never pass a file start-up refuses. */
+int config_load_startup(const char *path, struct config *cfg, FILE *err);
+/* Every check start-up makes beyond the schema, without changing anything
+ * on disk: each listener can be bound (a port in use is left to start-up:
+ * `-t` may run next to the gateway it replaces); admin.token_file passes
+ * admin_token_read(); the access log file and the status database can be
+ * opened for writing (or created in an existing, writable directory).
+ * Errors are recorded in doc at the key naming the file, or at the
+ * address; cfg may be partly parsed.  RP_OK when none was found. */
+int config_check_startup(struct conf_doc *doc, const struct config *cfg);
 /* Same from a string (tests). */
 int config_load_string(const char *name, const char *yaml, struct config *cfg, FILE *err);
 void config_free(struct config *cfg);

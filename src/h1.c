@@ -778,6 +778,11 @@ void h1_chunked_init(struct h1_chunked *c)
     c->max_trailer = 16 * 1024;
 }
 
+bool h1_chunked_at_boundary(const struct h1_chunked *c)
+{
+    return c->state == C_SIZE0 && !c->done;
+}
+
 ssize_t h1_chunked_feed(struct h1_chunked *c, const char *buf, size_t len, h1_data_cb on_data, void *arg)
 {
     const unsigned char *b = (const unsigned char *)buf;

@@ -185,6 +185,11 @@ void h1_chunked_init(struct h1_chunked *c);
  * done, further calls return 0. */
 ssize_t h1_chunked_feed(struct h1_chunked *c, const char *buf, size_t len, h1_data_cb on_data, void *arg);
 
+/* The bytes fed so far end between two chunks (or before the first): a
+ * relay may insert a whole chunk of its own there and the receiver's
+ * decoder stays in step. */
+bool h1_chunked_at_boundary(const struct h1_chunked *c);
+
 /* ---- helpers ---- */
 
 /* First header named name (case-insensitive), or NULL. */

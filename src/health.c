@@ -476,22 +476,20 @@ void health_metrics_render(struct sbuf *out, void *arg)
     if (!registry)
         return;
     uint64_t now = rp_now_us();
-    sbuf_adds(out, "# HELP rampart_health_up Active health-check state of the server (1 up, 0 down).\n"
-                   "# TYPE rampart_health_up gauge\n");
+    metrics_family(out, "rampart_health_up", "gauge", "Active health-check state of the server (1 up, 0 down).");
     for (const struct health_checker *hc = registry; hc; hc = hc->next_reg)
         for (size_t i = 0; i < hc->num; i++) {
             labels(out, "rampart_health_up", hc, &hc->probes[i]);
             sbuf_printf(out, "} %d\n", hc->probes[i].st.up ? 1 : 0);
         }
-    sbuf_adds(out, "# HELP rampart_health_weight_ratio Share of the server's weight in use (slow start ramps it).\n"
-                   "# TYPE rampart_health_weight_ratio gauge\n");
+    metrics_family(out, "rampart_health_weight_ratio", "gauge",
+                   "Share of the server's weight in use (slow start ramps it).");
     for (const struct health_checker *hc = registry; hc; hc = hc->next_reg)
         for (size_t i = 0; i < hc->num; i++) {
             labels(out, "rampart_health_weight_ratio", hc, &hc->probes[i]);
             sbuf_printf(out, "} %.3f\n", health_server_weight(&hc->probes[i].st, &hc->conf, now));
         }
-    sbuf_adds(out, "# HELP rampart_health_checks_total Health checks by result.\n"
-                   "# TYPE rampart_health_checks_total counter\n");
+    metrics_family(out, "rampart_health_checks_total", "counter", "Health checks by result.");
     for (const struct health_checker *hc = registry; hc; hc = hc->next_reg)
         for (size_t i = 0; i < hc->num; i++)
             for (int r = 0; r < HEALTH_RESULTS; r++) {
@@ -499,8 +497,7 @@ void health_metrics_render(struct sbuf *out, void *arg)
                 sbuf_printf(out, ",result=\"%s\"} %llu\n", health_result_name((enum health_result)r),
                             (unsigned long long)hc->probes[i].st.checks_total[r]);
             }
-    sbuf_adds(out, "# HELP rampart_health_down_total Transitions of the server to down.\n"
-                   "# TYPE rampart_health_down_total counter\n");
+    metrics_family(out, "rampart_health_down_total", "counter", "Transitions of the server to down.");
     for (const struct health_checker *hc = registry; hc; hc = hc->next_reg)
         for (size_t i = 0; i < hc->num; i++) {
             labels(out, "rampart_health_down_total", hc, &hc->probes[i]);

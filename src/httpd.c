@@ -34,6 +34,11 @@
  * Work per wakeup is bounded (a batch of accepts, one read, a few
  * pipelined requests) so this server stays fair to the thousands of proxy
  * sockets on the same level-triggered loop.
+ *
+ * httpd_serve_bytes() drives the same steps (step_head, step_body,
+ * dispatch, build_response) with memory in place of the socket, so the
+ * unit tests and the fuzzer exercise the request path itself rather than a
+ * copy of it.
  */
 #include "httpd.h"
 #include "net.h"
@@ -153,7 +158,37 @@ static void set_mask(struct httpd_conn *c, uint32_t mask)
         rp_log_errno(errno, "%s: epoll update for %s", c->h->name, c->peer);
 }
 
+/* Connections served by httpd_serve_bytes() have no loop: no timers. */
+static void conn_arm(struct httpd_conn *c, uint64_t us)
+{
+    if (c->h->loop)
+        ev_timer_arm(c->h->loop, &c->timer, us);
+}
+
 /* ---- connection lifetime ---- */
+
+static void conn_init(struct httpd *h, struct httpd_conn *c)
+{
+    c->h = h;
+    c->state = C_HEAD;
+    sbuf_init(&c->head_copy, 0);
+    /* +1: sbuf keeps a terminating NUL inside its cap. */
+    sbuf_init(&c->body, h->opts.max_body + 1);
+    sbuf_init(&c->resp.headers, 64 * 1024);
+    sbuf_init(&c->resp.body, HTTPD_MAX_RESPONSE);
+    sbuf_init(&c->out_head, 0);
+}
+
+static void conn_release(struct httpd_conn *c)
+{
+    buf_release(&c->in);
+    sbuf_free(&c->head_copy);
+    sbuf_free(&c->body);
+    sbuf_free(&c->resp.headers);
+    sbuf_free(&c->resp.body);
+    sbuf_free(&c->out_head);
+    free(c);
+}
 
 static void conn_close(struct httpd_conn *c)
 {
@@ -168,13 +203,7 @@ static void conn_close(struct httpd_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     h->nconns--;
-    buf_release(&c->in);
-    sbuf_free(&c->head_copy);
-    sbuf_free(&c->body);
-    sbuf_free(&c->resp.headers);
-    sbuf_free(&c->resp.body);
-    sbuf_free(&c->out_head);
-    free(c);
+    conn_release(c);
 }
 
 static void conn_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg);
@@ -183,24 +212,14 @@ static void conn_io(struct ev_loop *loop, int fd, uint32_t events, void *arg);
 static void conn_new(struct httpd *h, int fd, const struct sockaddr_storage *peer)
 {
     struct httpd_conn *c = rp_xcalloc(1, sizeof *c);
-    c->h = h;
+    conn_init(h, c);
     c->fd = fd;
-    c->state = C_HEAD;
     net_addr_text((const struct sockaddr *)peer, c->peer, sizeof c->peer);
-    sbuf_init(&c->head_copy, 0);
-    /* +1: sbuf keeps a terminating NUL inside its cap. */
-    sbuf_init(&c->body, h->opts.max_body + 1);
-    sbuf_init(&c->resp.headers, 64 * 1024);
-    sbuf_init(&c->resp.body, HTTPD_MAX_RESPONSE);
-    sbuf_init(&c->out_head, 0);
     ev_timer_init(&c->timer, conn_timeout, c);
     if (ev_add(h->loop, fd, EV_READ, conn_io, c) < 0) {
         rp_log_errno(errno, "%s: cannot watch connection from %s", h->name, c->peer);
         close(fd);
-        sbuf_free(&c->body);
-        sbuf_free(&c->resp.headers);
-        sbuf_free(&c->resp.body);
-        free(c);
+        conn_release(c);
         return;
     }
     c->next = h->conns;
@@ -235,7 +254,7 @@ static void build_response(struct httpd_conn *c)
         c->close_after = true;
     /* From here the idle timeout bounds how long the client may stall
      * while we write (re-armed on progress in conn_flush). */
-    ev_timer_arm(h->loop, &c->timer, h->opts.idle_timeout_us);
+    conn_arm(c, h->opts.idle_timeout_us);
 
     bool no_body = r->status == 204 || r->status == 304;
     struct sbuf *o = &c->out_head;
@@ -358,6 +377,17 @@ static void split_target(struct h1_str t, struct h1_str *path, struct h1_str *qu
     }
 }
 
+/* Handlers match paths by prefix: they must see "/..." (or "*").  The
+ * parser accepts any absolute-URI, but an http(s) URI without "//host"
+ * (e.g. "http:x/y") has no path to give them: answer 400 rather than hand
+ * a handler a path that matches nothing it knows. */
+static bool target_ok(struct h1_str t)
+{
+    struct h1_str path, query;
+    split_target(t, &path, &query);
+    return path.len > 0 && (path.p[0] == '/' || (path.len == 1 && path.p[0] == '*'));
+}
+
 /* The whole request is here: run the handler and queue its response. */
 static void dispatch(struct httpd_conn *c)
 {
@@ -411,7 +441,7 @@ static int step_head(struct httpd_conn *c)
         return RP_AGAIN;
     if (!c->req_started) {
         c->req_started = true;
-        ev_timer_arm(h->loop, &c->timer, h->opts.request_timeout_us);
+        conn_arm(c, h->opts.request_timeout_us);
     }
     c->head_req = false;
     c->close_after = false;
@@ -441,6 +471,10 @@ static int step_head(struct httpd_conn *c)
     }
     c->head_len = (size_t)n;
     c->head_req = rp_strieq(c->msg.method.p, c->msg.method.len, "HEAD");
+    if (!target_ok(c->msg.target)) {
+        respond_error(c, 400, "invalid request target");
+        return RP_OK;
+    }
 
     switch (c->msg.framing) {
     case H1_BODY_NONE:
@@ -499,15 +533,19 @@ static int step_body(struct httpd_conn *c)
             return RP_AGAIN;
     } else {
         ssize_t n = h1_chunked_feed(&c->chunked, c->in.pos, len, body_data, c);
+        /* The first problem in the byte stream decides the answer, however
+         * reads split it: data past the limit that precedes a framing error
+         * in the same read is a 413, as it is when the reads split between
+         * the two. */
+        if (c->body_too_large || c->body.truncated) {
+            respond_error(c, 413, "request body too large");
+            return RP_OK;
+        }
         if (n < 0) {
             respond_error(c, 400, c->chunked.error ? c->chunked.error : "malformed chunked body");
             return RP_OK;
         }
         buf_consume(&c->in, (size_t)n);
-        if (c->body_too_large || c->body.truncated) {
-            respond_error(c, 413, "request body too large");
-            return RP_OK;
-        }
         if (!c->chunked.done)
             return RP_AGAIN;
     }
@@ -518,10 +556,8 @@ static int step_body(struct httpd_conn *c)
 
 /* The response is on the wire: close, linger, or wait for the next
  * request.  RP_ERR when the connection was closed. */
-static int finish_response(struct httpd_conn *c)
+static void drop_response(struct httpd_conn *c)
 {
-    struct httpd *h = c->h;
-
     sbuf_reset(&c->out_head);
     if (c->out_head.cap > HTTPD_KEEP_BODY_CAP)
         sbuf_free(&c->out_head);
@@ -529,6 +565,13 @@ static int finish_response(struct httpd_conn *c)
         sbuf_free(&c->resp.body);
     c->out_off = 0;
     c->out_body_len = 0;
+}
+
+static int finish_response(struct httpd_conn *c)
+{
+    struct httpd *h = c->h;
+
+    drop_response(c);
 
     if (c->close_after) {
         if (c->rd_eof) {
@@ -753,11 +796,10 @@ static void on_accept(struct ev_loop *loop, int fd, uint32_t events, void *arg)
     }
 }
 
-struct httpd *httpd_start(struct ev_loop *loop, const struct sockaddr *addr, socklen_t addrlen, const char *name,
-                          httpd_handler handler, void *arg, const struct httpd_opts *opts)
+/* A server without a listener or a loop: httpd_start() adds both. */
+static struct httpd *httpd_new(const char *name, httpd_handler handler, void *arg, const struct httpd_opts *opts)
 {
     struct httpd *h = rp_xcalloc(1, sizeof *h);
-    h->loop = loop;
     h->lfd = -1;
     h->name = rp_xstrdup(name ? name : "httpd");
     h->handler = handler;
@@ -777,8 +819,15 @@ struct httpd *httpd_start(struct ev_loop *loop, const struct sockaddr *addr, soc
     h->limits.max_headers = H1_DEFAULT_MAX_HEADERS;
     h->limits.max_uri = H1_DEFAULT_MAX_URI;
     ev_timer_init(&h->accept_timer, accept_resume, h);
-    net_addr_text(addr, h->addr_text, sizeof h->addr_text);
+    return h;
+}
 
+struct httpd *httpd_start(struct ev_loop *loop, const struct sockaddr *addr, socklen_t addrlen, const char *name,
+                          httpd_handler handler, void *arg, const struct httpd_opts *opts)
+{
+    struct httpd *h = httpd_new(name, handler, arg, opts);
+    h->loop = loop;
+    net_addr_text(addr, h->addr_text, sizeof h->addr_text);
     h->lfd = net_listen(addr, addrlen, 511);
     if (h->lfd < 0) {
         rp_log_errno(errno, "%s: cannot listen on %s", h->name, h->addr_text);
@@ -835,6 +884,76 @@ void httpd_free(struct httpd *h)
 int httpd_port(const struct httpd *h)
 {
     return h->port;
+}
+
+/* ---- the request path without sockets ---- */
+
+/* conn_process() with the socket replaced by out: queued responses are
+ * appended whole.  Returns true when the connection would close now. */
+static bool serve_buffered(struct httpd_conn *c, struct sbuf *out, size_t *responses)
+{
+    for (;;) {
+        if (out_pending(c)) {
+            sbuf_add(out, c->out_head.data, c->out_head.len);
+            if (c->out_body_len)
+                sbuf_add(out, c->resp.body.data, c->out_body_len);
+            if (c->state != C_WRITE) {
+                sbuf_reset(&c->out_head); /* only an interim response */
+                c->out_off = 0;
+            } else {
+                (*responses)++;
+                drop_response(c);
+                if (c->close_after)
+                    return true;
+                c->state = C_HEAD;
+                c->req_started = false;
+            }
+        }
+        int r = c->state == C_HEAD ? step_head(c) : step_body(c);
+        if (r == RP_AGAIN)
+            return c->rd_eof;
+    }
+}
+
+size_t httpd_serve_bytes(const char *name, httpd_handler handler, void *arg, const struct httpd_opts *opts,
+                         const char *const *pieces, const size_t *lens, size_t npieces, struct sbuf *out)
+{
+    struct httpd *h = httpd_new(name, handler, arg, opts);
+    struct httpd_conn *c = rp_xcalloc(1, sizeof *c);
+    size_t responses = 0;
+    bool closed = false;
+
+    h->accepting = true;
+    conn_init(h, c);
+    rp_snprintf(c->peer, sizeof c->peer, "127.0.0.1:1");
+    buf_alloc(&c->in);
+    for (size_t i = 0; i < npieces && !closed; i++) {
+        size_t off = 0;
+        do {
+            /* Compact only when the tail is full, as buf_read_fd() does:
+             * the same bytes move at the same moments as on a socket. */
+            if (buf_free_tail(&c->in) == 0)
+                buf_compact(&c->in);
+            size_t took = buf_append(&c->in, pieces[i] + off, lens[i] - off);
+            off += took;
+            if (i + 1 == npieces && off == lens[i])
+                c->rd_eof = true;
+            size_t before = buf_len(&c->in);
+            closed = serve_buffered(c, out, &responses);
+            /* A full buffer that nothing consumed: conn_read() would wait
+             * for ever (until the request timeout); stop here. */
+            if (!closed && off < lens[i] && took == 0 && buf_len(&c->in) == before)
+                closed = true;
+        } while (!closed && off < lens[i]);
+    }
+    if (!closed && npieces == 0) {
+        c->rd_eof = true;
+        serve_buffered(c, out, &responses);
+    }
+    conn_release(c);
+    free(h->name);
+    free(h);
+    return responses;
 }
 
 /* ---- helpers for handlers ---- */

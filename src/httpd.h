@@ -64,6 +64,14 @@ void httpd_free(struct httpd *h);
 /* Port actually bound (useful with port 0). */
 int httpd_port(const struct httpd *h);
 
+/* The request path of one connection without sockets, timers or a loop
+ * (tests and fuzzing): the bytes a client sends arrive in npieces reads
+ * (pieces[i], lens[i]), then the client half-closes.  Each response, with
+ * its head, is appended to out as it would be written.  Returns the number
+ * of responses (interim 100 Continue not counted). */
+size_t httpd_serve_bytes(const char *name, httpd_handler handler, void *arg, const struct httpd_opts *opts,
+                         const char *const *pieces, const size_t *lens, size_t npieces, struct sbuf *out);
+
 /* Helpers for handlers. */
 /* Replace the response with an error in the OpenAI shape:
  * {"error":{"message":...,"type":...,"param":null,"code":null}}. */

@@ -201,7 +201,9 @@ int main(int argc, char **argv)
     }
 
     static struct config cfg; /* large: keep it off the stack */
-    if (config_load(path, &cfg, stderr) != RP_OK)
+    /* The same checks for -t and for a real start: -t must never pass a
+     * file that start-up would refuse. */
+    if (config_load_startup(path, &cfg, stderr) != RP_OK)
         return 1;
     if (test_only) {
         printf("%s: configuration ok\n", path);

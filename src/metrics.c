@@ -9,10 +9,13 @@
  * strings so the rendered text is byte-for-byte stable.
  *
  * Rendering is a list of per-subsystem callbacks (metrics.h explains why
- * there is no per-metric registry).  During one metrics_render() pass a
- * small set of family-name hashes remembers which "# TYPE" lines were
- * written, so a render function that loops over label sets cannot emit a
- * duplicate TYPE line (which Prometheus rejects).
+ * there is no per-metric registry).  metrics_family() is the only writer of
+ * "# HELP" and "# TYPE" lines.  During one metrics_render() pass a small set
+ * of family-name hashes remembers which families were opened, so a render
+ * function that loops over label sets cannot emit a duplicate TYPE line
+ * (which Prometheus rejects), and a family opened a second time after
+ * another one (two renderers using one name) is caught and logged rather
+ * than written twice.
  */
 #include "metrics.h"
 #include "util.h"
@@ -88,35 +91,77 @@ uint64_t metrics_hist_quantile(const struct metrics_hist *h, double q)
 static bool rendering;
 static uint64_t seen[SEEN_SLOTS];
 static size_t seen_count;
+static uint64_t open_family; /* hash of the family written last; 0: none */
+static size_t split_families;
 
-/* true when name's TYPE line should be written now. */
-static bool family_first_time(const char *name)
+enum family_state { FAMILY_NEW, FAMILY_OPEN, FAMILY_SPLIT };
+
+static enum family_state family_lookup(const char *name)
 {
     if (!rendering)
-        return true;
-    if (seen_count >= SEEN_SLOTS * 3 / 4)
-        return true; /* table full: prefer a duplicate line over a lost one */
+        return FAMILY_NEW;
     uint64_t hv = rp_hash64(name, strlen(name));
     if (hv == 0)
         hv = 1; /* 0 marks an empty slot */
+    if (hv == open_family)
+        return FAMILY_OPEN;
+    if (seen_count >= SEEN_SLOTS * 3 / 4)
+        return FAMILY_NEW; /* table full: prefer a duplicate line over a lost one */
     size_t i = (size_t)hv & (SEEN_SLOTS - 1);
     while (seen[i] != 0) {
         if (seen[i] == hv)
-            return false;
+            return FAMILY_SPLIT;
         i = (i + 1) & (SEEN_SLOTS - 1);
     }
     seen[i] = hv;
     seen_count++;
-    return true;
+    open_family = hv;
+    return FAMILY_NEW;
+}
+
+/* HELP text escapes only backslash and newline (a double quote is literal
+ * there, unlike in a label value). */
+static void help_escape(struct sbuf *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            sbuf_add(out, "\\\\", 2);
+        else if (*s == '\n')
+            sbuf_add(out, "\\n", 2);
+        else
+            sbuf_add(out, s, 1);
+    }
 }
 
 void metrics_family(struct sbuf *out, const char *name, const char *type, const char *help)
 {
-    if (!family_first_time(name))
+    enum family_state st = family_lookup(name);
+    if (st == FAMILY_OPEN)
         return;
-    if (help)
-        sbuf_printf(out, "# HELP %s %s\n", name, help);
+    if (st == FAMILY_SPLIT) {
+        /* Writing the lines again would make the page unparseable; the
+         * samples that follow still land on the page, and the count makes
+         * the mistake visible to the caller and to tests. */
+        split_families++;
+        rp_log_err("metrics: family %s is rendered in two places", name);
+        return;
+    }
+    if (help) {
+        sbuf_printf(out, "# HELP %s ", name);
+        help_escape(out, help);
+        sbuf_add(out, "\n", 1);
+    }
     sbuf_printf(out, "# TYPE %s %s\n", name, type);
+}
+
+void metrics_label(struct sbuf *lb, const char *key, const char *value)
+{
+    if (lb->len > 0)
+        sbuf_add(lb, ",", 1);
+    sbuf_adds(lb, key);
+    sbuf_add(lb, "=\"", 2);
+    metrics_label_escape(lb, value);
+    sbuf_add(lb, "\"", 1);
 }
 
 /* "name_suffix{labels[,extra]}" or "name_suffix" when both are empty. */
@@ -143,7 +188,6 @@ void metrics_hist_render(struct sbuf *out, const char *name, const char *labels,
     char le[32];
     uint64_t cum = 0;
 
-    metrics_family(out, name, "histogram", NULL);
     for (size_t i = 0; i < METRICS_HIST_BUCKETS; i++) {
         cum += h->counts[i];
         rp_snprintf(le, sizeof le, "le=\"%s\"", bounds_text[i]);
@@ -219,14 +263,20 @@ void metrics_register(metrics_render_fn fn, void *arg)
     num_renderers++;
 }
 
-void metrics_render(struct sbuf *out)
+size_t metrics_render(struct sbuf *out)
 {
     memset(seen, 0, sizeof seen);
     seen_count = 0;
+    open_family = 0;
+    split_families = 0;
     rendering = true;
-    for (size_t i = 0; i < num_renderers; i++)
+    for (size_t i = 0; i < num_renderers; i++) {
         renderers[i].fn(out, renderers[i].arg);
+        /* A family never continues into the next renderer's output. */
+        open_family = 0;
+    }
     rendering = false;
+    return split_families;
 }
 
 void metrics_clear(void)

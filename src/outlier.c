@@ -358,30 +358,27 @@ void outlier_metrics_render(struct sbuf *out, void *arg)
     if (!registry)
         return;
     uint64_t now = rp_now_us();
-    sbuf_adds(out, "# HELP rampart_outlier_ejected Whether the server is ejected by outlier detection.\n"
-                   "# TYPE rampart_outlier_ejected gauge\n");
+    metrics_family(out, "rampart_outlier_ejected", "gauge", "Whether the server is ejected by outlier detection.");
     for (const struct outlier *o = registry; o; o = o->next_reg)
         for (size_t i = 0; i < o->num_servers; i++) {
             labels(out, "rampart_outlier_ejected", o, &o->servers[i]);
             sbuf_printf(out, "%d\n", outlier_eligible(o, i, now) ? 0 : 1);
         }
-    sbuf_adds(out, "# HELP rampart_outlier_ejections_total Ejections of the server.\n"
-                   "# TYPE rampart_outlier_ejections_total counter\n");
+    metrics_family(out, "rampart_outlier_ejections_total", "counter", "Ejections of the server.");
     for (const struct outlier *o = registry; o; o = o->next_reg)
         for (size_t i = 0; i < o->num_servers; i++) {
             labels(out, "rampart_outlier_ejections_total", o, &o->servers[i]);
             sbuf_printf(out, "%llu\n", (unsigned long long)o->servers[i].ejections_total);
         }
-    sbuf_adds(out, "# HELP rampart_outlier_failure_ratio Failure ratio in the window at the last analysis "
-                   "(-1: not enough requests).\n"
-                   "# TYPE rampart_outlier_failure_ratio gauge\n");
+    metrics_family(out, "rampart_outlier_failure_ratio", "gauge",
+                   "Failure ratio in the window at the last analysis (-1: not enough requests).");
     for (const struct outlier *o = registry; o; o = o->next_reg)
         for (size_t i = 0; i < o->num_servers; i++) {
             labels(out, "rampart_outlier_failure_ratio", o, &o->servers[i]);
             sbuf_printf(out, "%.6f\n", o->servers[i].last_failure_ratio);
         }
-    sbuf_adds(out, "# HELP rampart_outlier_ejections_refused_total Ejections prevented by the ejected-share cap.\n"
-                   "# TYPE rampart_outlier_ejections_refused_total counter\n");
+    metrics_family(out, "rampart_outlier_ejections_refused_total", "counter",
+                   "Ejections prevented by the ejected-share cap.");
     for (const struct outlier *o = registry; o; o = o->next_reg) {
         sbuf_adds(out, "rampart_outlier_ejections_refused_total{upstream=\"");
         metrics_label_escape(out, o->upstream);

@@ -24,9 +24,22 @@
  * rather than returning it to the pool: for a model server, closing is what
  * stops the generation.
  *
- * Timeouts: one timer per client connection (header, body idle, keep-alive
- * idle, send) and one per upstream connection (connect, first byte, idle
- * between body reads).
+ * Timeouts: one timer per client connection, whose purpose (enum
+ * client_timer) follows the connection's state: the request head must
+ * arrive within client_header; a body being read may pause at most
+ * client_body; a blocked c->out may wait at most send; a connection
+ * between requests idles at most client_idle; a closing connection lingers
+ * at most lingering.  While a request waits for or streams from its
+ * upstream, no client timer runs unless the client blocks us: a stream
+ * lasts as long as the upstream keeps sending.  One timer per upstream
+ * connection covers connect, first byte and idle between body reads.
+ *
+ * How a request ended is one enum outcome (outcome.h), set once in
+ * req_finish; the limiter, outlier detection, the canary, the status model
+ * and the access log all derive their reading from it.
+ *
+ * Every locally generated answer goes through req_reply(), and every
+ * connection that ends after a reply goes through the lingering close.
  */
 #include "proxy.h"
 
@@ -44,22 +57,29 @@
 #include "llmreq.h"
 #include "metrics.h"
 #include "net.h"
+#include "outcome.h"
 #include "outlier.h"
 #include "quota.h"
 #include "retry.h"
 #include "canary.h"
 #include "status.h"
 #include "tenant.h"
+#include "uri.h"
 #include "util.h"
 
-/* Model-API request bodies up to this size are read whole before admission
- * so max_tokens and the prompt size are known (token quotas reserve them);
- * larger or chunked bodies are streamed and reserve the tenant's default. */
-#define PROXY_LLM_BODY_MAX (1024u * 1024u)
+/* What the client connection's one timer is for. */
+enum client_timer {
+    CT_NONE = 0,
+    CT_HEADER,       /* waiting for (the rest of) a request head */
+    CT_BODY,         /* waiting for request body bytes */
+    CT_SEND,         /* c->out blocked on a client that does not read */
+    CT_IDLE,         /* keep-alive, between requests */
+    CT_LINGER,       /* reply sent, write side shut, discarding input */
+};
 
 enum req_state {
     R_NONE = 0,
-    R_BUFFERING,     /* reading a model-API body whole before admission */
+    R_BUFFERING,     /* reading the body (up to limits.request_buffer) before admission */
     R_QUEUED,        /* waiting in the upstream's admission queue */
     R_CONNECTING,    /* waiting for an upstream connection */
     R_SENDING,       /* writing the request (head and body) */
@@ -102,13 +122,20 @@ struct request {
     bool resp_done;
     uint64_t bytes_out;
 
+    bool up_keep_alive;        /* the upstream's response allows reuse */
+    bool resp_sse;             /* text/event-stream response */
+    bool committed;            /* response bytes have reached the client socket */
+    bool resp_boundary;        /* chunked relay: the client's decoder is between chunks */
+    size_t resp_mark;          /* bytes on c->out before this response's head */
+
     uint64_t t_start, t_dispatch, t_connected, t_first_byte, t_first_body;
     bool finished;             /* req_finish ran: accounted and logged */
+    enum outcome outcome;      /* set by req_finish */
 
     /* admission and quotas */
     bool model_api;            /* path under /v1/: OpenAI conventions apply */
     bool generation;           /* POST to a generation endpoint: spends tokens */
-    bool llm;                  /* body read whole and parsed (llmreq) */
+    bool llm;                  /* generation body read whole and parsed (llmreq) */
     size_t head_len;           /* rewritten head bytes at the start of r->out */
     struct tenant *tenant;
     enum admit_class cls;
@@ -136,6 +163,9 @@ struct client {
     struct client *next, *prev;
     struct buf in, out;
     struct ev_timer timer;
+    enum client_timer tkind;   /* what timer is armed for (CT_NONE: not armed) */
+    uint64_t linger_until;     /* CT_LINGER: close by then whatever arrives */
+    uint64_t served;           /* requests finished on this connection */
     char ip[48];
     struct sockaddr_storage peer;
     socklen_t peer_len;
@@ -144,6 +174,9 @@ struct client {
     bool has_req;
     bool out_blocked;          /* c->out waits for EV_WRITE */
     bool dead;                 /* closed; memory freed at the end of the loop pass */
+    bool lingering;            /* write side shut; reading only to discard */
+    bool processing;           /* client_process is on the stack: do not re-enter */
+    bool process_again;        /* ...and was asked to run once more */
     struct request r;
 };
 
@@ -155,6 +188,8 @@ struct proxy {
     struct upstream_set *ups;
     struct accesslog *log;
     struct h1_limits lim;
+    char *path_buf;            /* canonical path of the request being started */
+    size_t path_cap;
     int lfds[CONFIG_MAX_LISTEN];
     size_t num_lfds;
     bool accept_paused;
@@ -184,8 +219,11 @@ struct proxy {
 static void client_event(struct ev_loop *loop, int fd, uint32_t events, void *arg);
 static void upstream_event(struct ev_loop *loop, int fd, uint32_t events, void *arg);
 static void client_process(struct client *c);
+static void client_process_one(struct client *c);
 static void client_flush(struct client *c);
-static void req_finish(struct client *c, int status, const char *outcome);
+static void req_finish(struct client *c, int status, enum outcome o);
+static void client_timer_settle(struct client *c);
+static void req_clear(struct client *c);
 static void resp_pump(struct client *c);
 static void req_send(struct client *c);
 static void req_admit(struct client *c);
@@ -200,7 +238,7 @@ static void pump_schedule(struct upstream *up);
 static const char *error_type(int status)
 {
     switch (status) {
-    case 400: case 413: case 414: case 417: case 431: case 501: case 505:
+    case 400: case 408: case 413: case 414: case 417: case 431: case 501: case 505:
         return "invalid_request_error";
     case 404:
         return "not_found_error";
@@ -215,53 +253,114 @@ static const char *error_type(int status)
     }
 }
 
-/* Queue a complete local response on c->out.  OpenAI-shaped JSON so API
- * clients parse it like any other API error. */
+/* The one writer of locally generated responses: a complete response on
+ * c->out, with an OpenAI-shaped JSON body so API clients parse it like any
+ * other API error.  message may hold client-supplied text (a parameter
+ * name): it is escaped. */
 static void client_reply_error(struct client *c, int status, const char *code, const char *message,
-                               const char *extra_headers)
+                               const char *extra_headers, bool close)
 {
     struct request *r = &c->r;
-    char body[512];
-    int blen = rp_snprintf(body, sizeof body,
-                           "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":\"%s\"}}\n",
-                           message, error_type(status), code);
-    if (blen < 0)
-        blen = 0;
+    struct sbuf b;
+    sbuf_init(&b, 8192);
+    sbuf_adds(&b, "{\"error\":{\"message\":\"");
+    sbuf_json_str(&b, message, strlen(message));
+    sbuf_printf(&b, "\",\"type\":\"%s\",\"param\":null,\"code\":\"%s\"}}\n", error_type(status), code);
     char head[1024];
     int hlen = rp_snprintf(head, sizeof head,
                            "HTTP/1.1 %d %s\r\n"
                            "Content-Type: application/json\r\n"
-                           "Content-Length: %d\r\n"
+                           "Content-Length: %zu\r\n"
                            "%s%s%s"
-                           "%s"
-                           "\r\n",
-                           status, h1_reason(status), blen, r->id[0] ? "X-Request-Id: " : "", r->id,
-                           r->id[0] ? "\r\n" : "", extra_headers ? extra_headers : "");
+                           "%s",
+                           status, h1_reason(status), b.len, r->id[0] ? "X-Request-Id: " : "", r->id,
+                           r->id[0] ? "\r\n" : "",
+                           close ? "Connection: close\r\n" : r->client_minor == 0 ? "Connection: keep-alive\r\n" : "");
     if (hlen < 0)
         hlen = 0;
-    /* A local reply must fit; the buffer is at least 16 KiB and replies
-     * are well under 2 KiB, but never write half a response. */
+    size_t xlen = extra_headers ? strlen(extra_headers) : 0;
+    size_t need = (size_t)hlen + xlen + 2 + b.len;
+    /* Never write half a response: a reply that cannot fit (c->out holds
+     * a large unsent response) ends the connection instead. */
     if (!c->out.start)
         buf_alloc(&c->out);
-    if (buf_free_tail(&c->out) < (size_t)(hlen + blen + 32))
+    if (buf_free_tail(&c->out) < need)
         buf_compact(&c->out);
-    if (buf_free_tail(&c->out) < (size_t)(hlen + blen + 32)) {
+    if (b.truncated || buf_free_tail(&c->out) < need) {
         c->close_after = true;
+        sbuf_free(&b);
         return;
     }
     buf_append(&c->out, head, (size_t)hlen);
-    buf_append(&c->out, body, (size_t)blen);
-    r->bytes_out += (uint64_t)(hlen + blen);
+    if (xlen)
+        buf_append(&c->out, extra_headers, xlen);
+    buf_append(&c->out, "\r\n", 2);
+    buf_append(&c->out, b.data, b.len);
+    r->bytes_out += need;
+    sbuf_free(&b);
 }
 
 /* ---------------------------------------------------------------------- */
 /* connection lifetime                                                     */
 
-static void client_set_timer(struct client *c, uint64_t us)
+static void client_timer_arm(struct client *c, enum client_timer kind, uint64_t us)
 {
     if (c->dead)
         return;
+    c->tkind = kind;
     ev_timer_arm(c->px->loop, &c->timer, us);
+}
+
+static void client_timer_stop(struct client *c)
+{
+    c->tkind = CT_NONE;
+    ev_timer_cancel(c->px->loop, &c->timer);
+}
+
+/* The request is waiting for body bytes that only the client can send:
+ * being read before admission, or streamed while r->out has room. */
+static bool req_waits_for_body(const struct client *c)
+{
+    const struct request *r = &c->r;
+    if (!c->has_req || r->req_body_done || r->finished)
+        return false;
+    if (r->state == R_BUFFERING)
+        return true;
+    return (r->state == R_SENDING || r->state == R_WAIT_HEAD || r->state == R_STREAMING) && r->out.start &&
+           buf_free_tail(&r->out) > 0;
+}
+
+/* Make the timer's purpose match the connection's state.  A timer whose
+ * purpose stays is left running (its deadline is not pushed back); the
+ * places that see progress (body bytes, bytes written) re-arm explicitly. */
+static void client_timer_settle(struct client *c)
+{
+    struct proxy *px = c->px;
+    if (c->dead || c->lingering)
+        return;
+    enum client_timer want = CT_NONE;
+    uint64_t us = 0;
+    if (c->out_blocked) {
+        want = CT_SEND;
+        us = px->cfg->timeouts.send_us;
+    } else if (c->has_req) {
+        if (req_waits_for_body(c)) {
+            want = CT_BODY;
+            us = px->cfg->timeouts.client_body_us;
+        }
+    } else if (c->head_started || c->served == 0) {
+        want = CT_HEADER;
+        us = px->cfg->timeouts.client_header_us;
+    } else {
+        want = CT_IDLE;
+        us = px->cfg->timeouts.client_idle_us;
+    }
+    if (want == c->tkind)
+        return;
+    if (want == CT_NONE)
+        client_timer_stop(c);
+    else
+        client_timer_arm(c, want, us);
 }
 
 static void maybe_resume_accept(struct proxy *px);
@@ -279,7 +378,7 @@ static void client_close(struct client *c)
         }
         if (!r->finished) {
             px->client_aborts++;
-            req_finish(c, 499, "client_abort");
+            req_finish(c, 499, OUTCOME_CLIENT_ABORT);
         }
         buf_release(&r->out);
         c->has_req = false;
@@ -311,11 +410,63 @@ static void client_close(struct client *c)
     }
 }
 
+/* The last reply is on the wire and the connection must end.  Closing a
+ * socket whose receive queue holds unread bytes makes the kernel send a
+ * reset, and a client still sending (a large head, a body we refused)
+ * would then lose the reply it has not read yet.  So: shut the write side
+ * (the client sees the reply, then EOF), read and discard until the client
+ * closes, pauses or the lingering bound passes, then close. */
+static void client_linger(struct client *c)
+{
+    struct proxy *px = c->px;
+    uint64_t bound = px->cfg->timeouts.lingering_us;
+    if (bound == 0 || px->draining) {
+        client_close(c);
+        return;
+    }
+    if (shutdown(c->fd, SHUT_WR) < 0) {
+        client_close(c);
+        return;
+    }
+    c->lingering = true;
+    c->linger_until = ev_now(px->loop) + bound;
+    buf_reset(&c->in);
+    /* The pause between two reads of discarded input is bounded too, by
+     * at most a second: a client that has stopped sending is done. */
+    client_timer_arm(c, CT_LINGER, RP_MIN(bound, 1000000ull));
+    ev_mod(px->loop, c->fd, EV_READ);
+}
+
+static void client_linger_read(struct client *c)
+{
+    char sink[16384];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            uint64_t now = ev_now(c->px->loop);
+            if (now >= c->linger_until) {
+                client_close(c);
+                return;
+            }
+            client_timer_arm(c, CT_LINGER, RP_MIN(c->linger_until - now, 1000000ull));
+            return;
+        }
+        client_close(c); /* EOF or error: the client is done */
+        return;
+    }
+    if (ev_now(c->px->loop) >= c->linger_until)
+        client_close(c);
+}
+
 /* Interest on the client socket: read while there is room for input and
  * no reply is pending a flush-then-close; write while c->out is blocked. */
 static void client_update_events(struct client *c)
 {
-    if (c->dead)
+    if (c->dead || c->lingering)
         return;
     uint32_t m = 0;
     bool room = !c->in.start || buf_free_tail(&c->in) > 0 || c->in.pos != c->in.start;
@@ -338,41 +489,78 @@ static void client_trim(struct client *c)
         buf_release(&c->in);
 }
 
+/* Answer the current request locally and end it: the one path for every
+ * locally generated response (errors, refusals, timeouts).  The connection
+ * closes after the reply when asked, when the client did not ask for
+ * keep-alive, or when the request body was not read whole (its bytes must
+ * never be parsed as a request); it then lingers (client_linger). */
+static void req_reply(struct client *c, int status, const char *code, const char *msg, const char *extra_headers,
+                      enum outcome o, bool close)
+{
+    struct request *r = &c->r;
+    if (r->u) {
+        upstream_conn_close(r->u);
+        r->u = NULL;
+    }
+    close = close || !r->req_body_done || !r->client_keep_alive || c->px->draining;
+    client_reply_error(c, status, code, msg, extra_headers, close);
+    if (close)
+        c->close_after = true;
+    r->state = R_LOCAL;
+    req_finish(c, status, o);
+    req_clear(c);
+    client_flush(c);
+}
+
 static void client_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
 {
     RP_UNUSED(loop);
     RP_UNUSED(t);
     struct client *c = arg;
-    if (c->has_req) {
-        struct request *r = &c->r;
-        if (r->state == R_STREAMING || r->state == R_LOCAL || r->bytes_out > 0) {
-            /* The client stopped reading: nothing useful can be sent. */
-            req_finish(c, r->status ? r->status : 499, "client_send_timeout");
+    enum client_timer kind = c->tkind;
+    c->tkind = CT_NONE;
+    switch (kind) {
+    case CT_LINGER:
+        client_linger_read(c);
+        return;
+    case CT_SEND:
+        /* The client stopped reading: nothing useful can be sent. */
+        if (c->has_req && !c->r.finished)
+            req_finish(c, c->r.status ? c->r.status : 499, OUTCOME_CLIENT_SEND_TIMEOUT);
+        client_close(c);
+        return;
+    case CT_BODY:
+        if (c->has_req && !c->r.finished && !c->r.req_body_done) {
+            struct request *r = &c->r;
+            if (r->state != R_STREAMING && !r->committed) {
+                /* Nothing of a response has gone out: say why. */
+                req_reply(c, 408, "request_timeout", "request body timed out", NULL,
+                          OUTCOME_CLIENT_BODY_TIMEOUT, true);
+                return;
+            }
+            req_finish(c, r->status, OUTCOME_CLIENT_BODY_TIMEOUT);
             client_close(c);
             return;
         }
-        if (!r->req_body_done) {
-            /* Body stalled: the upstream got part of a request; drop both. */
-            if (r->u) {
-                upstream_conn_close(r->u);
-                r->u = NULL;
-            }
-            client_reply_error(c, 408, "request_timeout", "request body timed out", "Connection: close\r\n");
+        client_timer_settle(c);
+        return;
+    case CT_HEADER:
+        if (c->head_started && !c->has_req) {
+            c->r.id[0] = '\0';
+            c->r.client_minor = 1;
+            client_reply_error(c, 408, "request_timeout", "request header timed out", NULL, true);
             c->close_after = true;
-            req_finish(c, 408, "client_body_timeout");
             client_flush(c);
             return;
         }
+        client_close(c);
+        return;
+    case CT_IDLE:
+        client_close(c); /* keep-alive idle */
+        return;
+    case CT_NONE:
         return;
     }
-    if (c->head_started) {
-        c->r.id[0] = '\0';
-        client_reply_error(c, 408, "request_timeout", "request header timed out", "Connection: close\r\n");
-        c->close_after = true;
-        client_flush(c);
-        return;
-    }
-    client_close(c); /* keep-alive idle */
 }
 
 static void accept_event(struct ev_loop *loop, int fd, uint32_t events, void *arg);
@@ -434,7 +622,7 @@ static void accept_event(struct ev_loop *loop, int fd, uint32_t events, void *ar
         px->clients = c;
         px->num_clients++;
         px->accepted++;
-        client_set_timer(c, px->cfg->timeouts.client_header_us);
+        client_timer_arm(c, CT_HEADER, px->cfg->timeouts.client_header_us);
     }
 }
 
@@ -455,25 +643,50 @@ static int64_t since(uint64_t t, uint64_t from)
 
 /* How the request ended, for the concurrency limiter: only a completed
  * response carries a clean latency signal; an upstream that says it is
- * overloaded (429/503) or does not accept connections in time is a
- * congestion signal; a client that left tells nothing about the server. */
-static enum admit_outcome admit_outcome_of(const struct request *r, int status, const char *outcome)
+ * overloaded (429/503) or does not answer in time is a congestion signal;
+ * a client that left, stalled or was refused tells nothing about the
+ * server (a stalled upload must never shrink the limit). */
+static enum admit_outcome admit_outcome_of(const struct request *r, int status, enum outcome o)
 {
-    if (strcmp(outcome, "client_abort") == 0 || strcmp(outcome, "client_send_timeout") == 0)
+    switch (outcome_side(o)) {
+    case OUTCOME_SIDE_CLIENT:
+    case OUTCOME_SIDE_LOCAL:
         return ADMIT_CANCELLED;
-    if (strcmp(outcome, "upstream_connect_timeout") == 0 || strcmp(outcome, "upstream_timeout") == 0)
-        return ADMIT_OVERLOADED;
+    case OUTCOME_SIDE_UPSTREAM:
+        return outcome_upstream_timeout(o) ? ADMIT_OVERLOADED : ADMIT_FAILED;
+    case OUTCOME_SIDE_NONE:
+        break;
+    }
     if (r->t_first_byte && (status == 429 || status == 503))
         return ADMIT_OVERLOADED;
-    if (strcmp(outcome, "ok") != 0 || status >= 500)
-        return ADMIT_FAILED;
-    return ADMIT_DONE;
+    return status >= 500 ? ADMIT_FAILED : ADMIT_DONE;
+}
+
+/* Outlier detection and canary analysis see each attempt once, when it
+ * ends: a stream is judged by how it finished, not by its first byte. */
+static int outlier_outcome_of(int status, enum outcome o)
+{
+    if (o == OUTCOME_UPSTREAM_CONNECT_FAILED)
+        return OUTLIER_CONNECT;
+    if (outcome_upstream_timeout(o))
+        return OUTLIER_TIMEOUT;
+    if (outcome_upstream_failed(o) || status >= 500)
+        return OUTLIER_5XX;
+    return OUTLIER_SUCCESS;
 }
 
 /* Give back everything the request holds outside the connection: its
- * queue place, its concurrency slot, its quota reservation (settled from
- * the usage seen in the response) and its tenant reference. */
-static void req_release_admission(struct client *c, int status, const char *outcome, uint64_t now)
+ * queue place, its concurrency slot, its quota reservation and its tenant
+ * reference.
+ *
+ * Quotas: a request that reached an upstream keeps its request charge
+ * whatever happened next (the work was done or started): an error, a
+ * non-model path or a client that left mid-answer is no free request.  Its
+ * tokens are settled from the usage the response reported, or stay
+ * reserved when it reported none.  Only a request that never reached an
+ * upstream (refused after the reservation: queue full, deadline, no
+ * server; or its client left the queue) is refunded. */
+static void req_release_admission(struct client *c, int status, enum outcome o, uint64_t now)
 {
     struct proxy *px = c->px;
     struct request *r = &c->r;
@@ -483,7 +696,7 @@ static void req_release_admission(struct client *c, int status, const char *outc
         queue_arm(px, r->up);
     }
     if (r->has_ticket) {
-        admit_release(&r->srv->lim, &r->ticket, now, admit_outcome_of(r, status, outcome));
+        admit_release(&r->srv->lim, &r->ticket, now, admit_outcome_of(r, status, o));
         r->has_ticket = false;
         pump_schedule(r->up);
     }
@@ -495,12 +708,15 @@ static void req_release_admission(struct client *c, int status, const char *outc
                 llmreq_scan_finish(&r->scan);
                 llmreq_scan_usage(&r->scan, r->info.prompt_tokens, &prompt, &completion);
             }
-            if (r->scan_on && (prompt || completion)) {
+            if (!r->t_dispatch &&
+                (outcome_side(o) == OUTCOME_SIDE_LOCAL || outcome_side(o) == OUTCOME_SIDE_CLIENT)) {
+                quota_cancel(&t->quota, &t->policy->quota, &r->qt, now);
+            } else if (r->scan_on && (prompt || completion)) {
                 quota_settle(&t->quota, &t->policy->quota, &r->qt, prompt + completion, now);
                 t->tokens_prompt += prompt;
                 t->tokens_completion += completion;
             } else {
-                quota_cancel(&t->quota, &t->policy->quota, &r->qt, now);
+                quota_settle(&t->quota, &t->policy->quota, &r->qt, r->qt.reserved, now);
             }
         }
         tenant_release(px->tenants, t, now);
@@ -508,23 +724,47 @@ static void req_release_admission(struct client *c, int status, const char *outc
     }
 }
 
+/* Report how the current attempt ended to outlier detection and canary
+ * analysis, once per attempt. */
+static void attempt_done(struct client *c, int outcome, uint64_t ttft_us)
+{
+    struct request *r = &c->r;
+    if (r->attempt_recorded || !r->srv)
+        return;
+    r->attempt_recorded = true;
+    upstream_attempt_done(r->srv, outcome, ttft_us, ev_now(c->px->loop));
+}
+
+static uint64_t attempt_ttft(const struct request *r)
+{
+    uint64_t t = r->t_first_body ? r->t_first_body : r->t_first_byte;
+    return t && r->t_dispatch && t >= r->t_dispatch ? t - r->t_dispatch : 0;
+}
+
 /* Account for and log the current request, release its server slot and
- * admission state.  Runs once per request.  The upstream connection must
- * already be released or closed by the caller. */
-static void req_finish(struct client *c, int status, const char *outcome)
+ * admission state.  Runs once per request, and is where the request's one
+ * outcome is decided.  The upstream connection must already be released
+ * or closed by the caller. */
+static void req_finish(struct client *c, int status, enum outcome o)
 {
     struct proxy *px = c->px;
     struct request *r = &c->r;
     if (r->finished)
         return;
     r->finished = true;
+    r->outcome = o;
+    c->served++;
     uint64_t now = ev_now(px->loop);
     const char *server = r->srv ? r->srv->name : NULL;
     if (r->srv) {
         if (status >= 500 && r->t_first_byte == 0)
             r->srv->responses_5xx++;
+        /* Attempts that ended on the client's side say nothing about the
+         * server; every other ending is judged here. */
+        if (outcome_side(o) != OUTCOME_SIDE_CLIENT && outcome_side(o) != OUTCOME_SIDE_LOCAL)
+            attempt_done(c, outlier_outcome_of(status, o), attempt_ttft(r));
     }
-    req_release_admission(c, status, outcome, now);
+    req_release_admission(c, status, o, now);
     if (r->srv) {
         r->srv->inflight--;
         px->inflight--;
@@ -549,7 +789,7 @@ static void req_finish(struct client *c, int status, const char *outcome)
         .bytes_out = r->bytes_out,
         .upstream = r->up ? r->up->conf->name : NULL,
         .server = server,
-        .outcome = outcome,
+        .outcome = outcome_name(o),
         .queue_us = since(r->t_dispatch, r->t_start),
         .connect_us = since(r->t_connected, r->t_dispatch),
         .first_byte_us = since(r->t_first_body ? r->t_first_body : r->t_first_byte, r->t_dispatch),
@@ -559,8 +799,10 @@ static void req_finish(struct client *c, int status, const char *outcome)
     if (px->status && r->up) {
         int comp = status_component_for(px->status, r->up->index, r->path, strlen(r->path));
         int64_t fb = since(r->t_first_body ? r->t_first_body : r->t_first_byte, r->t_start);
-        status_observe(px->status, comp, status, fb < 0 ? 0 : (uint64_t)fb, now - r->t_start, r->quota_refused,
-                       now);
+        /* A response the upstream cut is bad whatever its status line
+         * said; a client that left before any answer is not counted. */
+        int seen = outcome_upstream_failed(o) && status < 500 ? 502 : status;
+        status_observe(px->status, comp, seen, fb < 0 ? 0 : (uint64_t)fb, now - r->t_start, r->quota_refused, now);
     }
     r->status = status;
 }
@@ -620,20 +862,36 @@ static bool out_adds(struct buf *b, const char *s)
 
 /* Build the upstream request head into r->out.  false if it does not fit
  * (the head limit keeps that from happening with sane limits). */
-static bool build_upstream_head(struct client *c, const struct h1_message *m)
+/* The request line carries the canonical path and the query as the client
+ * wrote it, so the upstream serves exactly the resource rampart judged.
+ * Host comes first: the client's, the authority of an absolute-form target
+ * (RFC 9112 3.2.2: it replaces Host), or, for an HTTP/1.0 client that sent
+ * none, the address of the upstream's first server, since HTTP/1.1
+ * requires one. */
+static bool build_upstream_head(struct client *c, const struct h1_message *m, struct h1_str path, const char *query,
+                                size_t query_len, struct h1_str host)
 {
     struct request *r = &c->r;
     struct buf *b = &r->out;
     bool ok = true;
     ok &= out_add(b, m->method.p, m->method.len);
     ok &= out_adds(b, " ");
-    ok &= out_add(b, m->target.p, m->target.len);
-    ok &= out_adds(b, " HTTP/1.1\r\n");
+    ok &= out_add(b, path.p, path.len);
+    if (query) {
+        ok &= out_adds(b, "?");
+        ok &= out_add(b, query, query_len);
+    }
+    ok &= out_adds(b, " HTTP/1.1\r\nHost: ");
+    if (host.p && host.len)
+        ok &= out_add(b, host.p, host.len);
+    else
+        ok &= out_adds(b, r->up->num_servers ? r->up->servers[0].name : "localhost");
+    ok &= out_adds(b, "\r\n");
     bool xff_done = false;
     for (size_t i = 0; i < m->num_headers && ok; i++) {
         const struct h1_header *h = &m->headers[i];
         struct h1_str n = h->name;
-        if (h1_is_hop_by_hop(n) || rp_strieq(n.p, n.len, "content-length") || rp_strieq(n.p, n.len, "expect") ||
+        if (h1_is_hop_by_hop(n) || rp_strieq(n.p, n.len, "host") || rp_strieq(n.p, n.len, "content-length") || rp_strieq(n.p, n.len, "expect") ||
             rp_strieq(n.p, n.len, "x-forwarded-proto") || rp_strieq(n.p, n.len, "x-request-id"))
             continue;
         if (rp_strieq(n.p, n.len, "x-forwarded-for")) {
@@ -715,11 +973,6 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
         buf_alloc(&c->out);
     r->t_start = ev_now(px->loop);
     copy_view(r->method, sizeof r->method, m->method);
-    size_t plen = m->target.len;
-    const char *q = memchr(m->target.p, '?', plen);
-    if (q)
-        plen = (size_t)(q - m->target.p);
-    copy_view(r->path, sizeof r->path, (struct h1_str){m->target.p, plen});
     make_request_id(r, m);
     r->head_method = rp_strieq(m->method.p, m->method.len, "HEAD");
     r->client_keep_alive = m->keep_alive && !px->draining;
@@ -731,38 +984,59 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
     h1_chunked_init(&r->req_chunk);
     r->replayable = true;
 
+    /* One canonical path for every decision (route, model-API detection,
+     * quotas, status component, log) and for the upstream, so that no
+     * spelling of a path is judged as one resource and served as another. */
+    char *path = px->path_buf;
+    struct uri_info ui_info;
+    ssize_t plen = uri_normalize_path(m->target.p, m->target.len, path, px->path_cap, &ui_info);
+    if (plen < 0) {
+        copy_view(r->path, sizeof r->path, m->target);
+        buf_consume(&c->in, n);
+        if (plen == URI_ERR_TOOLONG)
+            req_reply(c, 414, "uri_too_long", "request path too long", NULL, OUTCOME_BAD_PATH, false);
+        else
+            req_reply(c, 400, "bad_path", ui_info.error ? ui_info.error : "malformed request target", NULL,
+                      OUTCOME_BAD_PATH, false);
+        return;
+    }
+    copy_view(r->path, sizeof r->path, (struct h1_str){path, (size_t)plen});
+
     if (m->framing == H1_BODY_LENGTH && m->content_length > px->cfg->limits.max_body) {
         buf_consume(&c->in, n);
-        client_reply_error(c, 413, "body_too_large", "request body exceeds the configured limit",
-                           "Connection: close\r\n");
-        c->close_after = true;
-        req_finish(c, 413, "body_too_large");
-        req_clear(c);
-        client_flush(c);
+        req_reply(c, 413, "body_too_large", "request body exceeds the configured limit", NULL,
+                  OUTCOME_BODY_TOO_LARGE, true);
         return;
     }
 
-    int ui = config_route(px->cfg, r->path, strlen(r->path));
+    int ui = config_route(px->cfg, path, (size_t)plen);
     if (ui < 0) {
         buf_consume(&c->in, n);
-        /* The body (if any) is not read: close after the reply so its
-         * bytes are never parsed as a request. */
-        bool close = !r->req_body_done || !r->client_keep_alive;
-        client_reply_error(c, 404, "no_route", "no route for this path", close ? "Connection: close\r\n" : NULL);
-        c->close_after = close;
-        req_finish(c, 404, "no_route");
-        req_clear(c);
-        client_flush(c);
+        req_reply(c, 404, "no_route", "no route for this path", NULL, OUTCOME_NO_ROUTE, false);
         return;
     }
     r->up = &px->ups->ups[ui];
-    r->model_api = strncmp(r->path, "/v1/", 4) == 0;
+    r->model_api = plen >= 4 && strncmp(path, "/v1/", 4) == 0;
     /* Only the generation endpoints carry max_tokens; other /v1/ paths
      * (files, audio) may hold any body and are streamed untouched. */
-    r->generation = (strcmp(r->path, "/v1/chat/completions") == 0 || strcmp(r->path, "/v1/completions") == 0) &&
+    r->generation = (uri_path_eq_endpoint(path, (size_t)plen, "/v1/chat/completions") ||
+                     uri_path_eq_endpoint(path, (size_t)plen, "/v1/completions")) &&
                     rp_strieq(m->method.p, m->method.len, "POST");
+    /* Bodies that fit the request buffer are read whole before admission:
+     * a slow or stalled upload then holds a connection, never an upstream
+     * slot.  Larger (or chunked) bodies are read up to the buffer, then
+     * streamed. */
+    size_t rbuf = px->cfg->limits.request_buffer;
+    bool has_body = !r->req_body_done;
+    size_t body_room = 0;
+    if (has_body && rbuf > 0) {
+        if (m->framing == H1_BODY_LENGTH)
+            body_room = (size_t)RP_MIN((uint64_t)rbuf, m->content_length);
+        else
+            body_room = RP_MIN(rbuf, (size_t)BUF_DEFAULT_SIZE);
+    }
     r->llm = r->generation && m->framing == H1_BODY_LENGTH && m->content_length > 0 &&
-             m->content_length <= PROXY_LLM_BODY_MAX;
+             m->content_length <= (uint64_t)rbuf;
 
     /* Tenant and class come from headers, so decide them while the views
      * into c->in are alive. */
@@ -781,26 +1055,21 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
     rp_snprintf(r->tenant_label, sizeof r->tenant_label, "%s", r->tenant->label);
     const struct h1_header *prio = h1_find_header(m, tenant_priority_header(px->tenants));
     r->cls = tenant_class(r->tenant, prio ? prio->value.p : NULL, prio ? prio->value.len : 0);
-    r->tenant->requests++;
 
-    size_t out_size = RP_MAX((size_t)BUF_DEFAULT_SIZE, px->cfg->limits.max_header_bytes + 4096);
-    if (r->llm)
-        out_size += (size_t)m->content_length;
+    size_t out_size = RP_MAX((size_t)BUF_DEFAULT_SIZE, px->cfg->limits.max_header_bytes + 4096 + (size_t)plen);
+    out_size += body_room;
     buf_alloc_size(&r->out, out_size);
-    if (!build_upstream_head(c, m)) {
+    struct h1_str host = ui_info.authority ? (struct h1_str){ui_info.authority, ui_info.authority_len} : m->host;
+    if (!build_upstream_head(c, m, (struct h1_str){path, (size_t)plen}, ui_info.query, ui_info.query_len, host)) {
         buf_consume(&c->in, n);
-        client_reply_error(c, 431, "header_too_large", "request header section too large", "Connection: close\r\n");
-        c->close_after = true;
-        req_finish(c, 431, "header_too_large");
-        req_clear(c);
-        client_flush(c);
+        req_reply(c, 431, "header_too_large", "request header section too large", NULL, OUTCOME_HEADER_TOO_LARGE,
+                  true);
         return;
     }
     r->head_len = buf_len(&r->out);
     buf_consume(&c->in, n);
     /* The views into c->in are dead from here on. */
-    if (r->llm) {
-        /* Read the body whole first: admission needs max_tokens. */
+    if (body_room > 0) {
         r->state = R_BUFFERING;
         if (r->expect_continue) {
             r->expect_continue = false;
@@ -810,27 +1079,18 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
         pump_request_body(c);
         if (!c->has_req || r->finished)
             return;
-        if (!r->req_body_done) {
+        if (!r->req_body_done && buf_free_tail(&r->out) > 0) {
+            client_timer_settle(c);
             client_flush(c);
             return;
         }
     }
+    client_timer_settle(c);
     req_admit(c);
 }
 
 /* ---------------------------------------------------------------------- */
 /* dispatch                                                                */
-
-/* Report how the current attempt ended to outlier detection and canary
- * analysis, once per attempt. */
-static void attempt_done(struct client *c, int outcome, uint64_t ttft_us)
-{
-    struct request *r = &c->r;
-    if (r->attempt_recorded || !r->srv)
-        return;
-    r->attempt_recorded = true;
-    upstream_attempt_done(r->srv, outcome, ttft_us, ev_now(c->px->loop));
-}
 
 struct pick_ctx {
     int group;      /* -1: any */
@@ -861,20 +1121,17 @@ static struct server *pick_server(struct request *r, bool need_slot)
     return s;
 }
 
-/* Which failures may be retried, by the outcome names used below. */
-static bool retry_failure_of(const char *outcome, enum retry_failure *f)
+/* Which failures may be retried. */
+static bool retry_failure_of(enum outcome o, enum retry_failure *f)
 {
-    if (strcmp(outcome, "upstream_connect_failed") == 0)
-        *f = RETRY_FAIL_CONNECT;
-    else if (strcmp(outcome, "upstream_connect_timeout") == 0)
-        *f = RETRY_FAIL_CONNECT_TIMEOUT;
-    else if (strcmp(outcome, "upstream_closed") == 0 || strcmp(outcome, "upstream_write_failed") == 0)
-        *f = RETRY_FAIL_RESET;
-    else if (strcmp(outcome, "upstream_timeout") == 0)
-        *f = RETRY_FAIL_TIMEOUT;
-    else
-        return false;
-    return true;
+    switch (o) {
+    case OUTCOME_UPSTREAM_CONNECT_FAILED: *f = RETRY_FAIL_CONNECT; return true;
+    case OUTCOME_UPSTREAM_CONNECT_TIMEOUT: *f = RETRY_FAIL_CONNECT_TIMEOUT; return true;
+    case OUTCOME_UPSTREAM_CLOSED:
+    case OUTCOME_UPSTREAM_WRITE_FAILED: *f = RETRY_FAIL_RESET; return true;
+    case OUTCOME_UPSTREAM_TIMEOUT: *f = RETRY_FAIL_TIMEOUT; return true;
+    default: return false;
+    }
 }
 
 /* Try the request again on another server, if nothing has reached the
@@ -931,38 +1188,77 @@ static bool try_retry(struct client *c, enum retry_failure f, enum admit_outcome
     return true;
 }
 
-static void upstream_fail(struct client *c, int status, const char *code, const char *msg, const char *outcome)
+/* An SSE stream that the upstream cut: the client already holds "200 OK"
+ * and some events.  Closing alone leaves the official SDKs with a bare
+ * "terminated" error; an OpenAI-style error event is what they turn into
+ * an API error.  The stream's own terminator (the last chunk, or
+ * "data: [DONE]") is still withheld, so the cut stays visible in the
+ * framing to any client that checks it. */
+static void sse_error_event(struct client *c, const char *code, const char *msg)
 {
     struct request *r = &c->r;
-    if (r->srv && !r->attempt_recorded) {
-        int oc = strstr(outcome, "timeout") ? OUTLIER_TIMEOUT
-                 : strcmp(outcome, "upstream_connect_failed") == 0 ? OUTLIER_CONNECT
-                                                                   : OUTLIER_5XX;
-        attempt_done(c, oc, 0);
+    char ev[512];
+    int n = rp_snprintf(ev, sizeof ev,
+                        "\n\ndata: {\"error\":{\"message\":\"%s\",\"type\":\"upstream_error\",\"param\":null,"
+                        "\"code\":\"%s\"}}\n\n",
+                        msg, code);
+    if (n <= 0)
+        return;
+    if (buf_free_tail(&c->out) < (size_t)n + 32)
+        buf_compact(&c->out);
+    if (buf_free_tail(&c->out) < (size_t)n + 32)
+        return;
+    if (r->resp_framing == H1_BODY_CHUNKED && !r->resp_decode) {
+        /* Inside an unfinished chunk the client's decoder still expects
+         * that chunk's bytes: the event cannot be framed; just cut. */
+        if (!r->resp_boundary)
+            return;
+        char sz[32];
+        int k = rp_snprintf(sz, sizeof sz, "%x\r\n", (unsigned)n);
+        buf_append(&c->out, sz, (size_t)k);
+        buf_append(&c->out, ev, (size_t)n);
+        buf_append(&c->out, "\r\n", 2);
+    } else if (r->resp_framing == H1_BODY_CLOSE || r->resp_decode) {
+        buf_append(&c->out, ev, (size_t)n);
+    } else {
+        return; /* Content-Length framing has no room for more bytes */
     }
+    r->bytes_out += (uint64_t)n;
+}
+
+static void upstream_fail(struct client *c, int status, const char *code, const char *msg, enum outcome o)
+{
+    struct request *r = &c->r;
+    if (r->srv && !r->attempt_recorded)
+        attempt_done(c, outlier_outcome_of(status, o), attempt_ttft(r));
     enum retry_failure rf;
-    if (retry_failure_of(outcome, &rf) &&
-        try_retry(c, rf, strstr(outcome, "timeout") ? ADMIT_OVERLOADED : ADMIT_FAILED))
+    if (retry_failure_of(o, &rf) && try_retry(c, rf, outcome_upstream_timeout(o) ? ADMIT_OVERLOADED : ADMIT_FAILED))
         return;
     if (r->u) {
         upstream_conn_close(r->u);
         r->u = NULL;
     }
-    if (r->state == R_STREAMING || r->bytes_out > 0) {
+    if (r->state == R_STREAMING && !r->committed) {
+        /* The response head (and maybe some body) is still on c->out,
+         * unsent: take it back and answer with the error instead. */
+        c->out.last = c->out.pos + RP_MIN(r->resp_mark, buf_len(&c->out));
+        r->bytes_out = 0;
+        r->state = R_WAIT_HEAD;
+    }
+    if (r->state == R_STREAMING) {
         /* Part of the response is already with the client: the only
-         * honest signal left is to cut the connection. */
-        req_finish(c, r->status, outcome);
-        client_close(c);
+         * honest signals left are an error event for a stream, and
+         * cutting the connection. */
+        if (r->resp_sse)
+            sse_error_event(c, code, msg);
+        req_finish(c, r->status, o);
+        c->close_after = true;
+        r->state = R_LOCAL;
+        req_clear(c);
+        client_flush(c);
         return;
     }
-    bool close = !r->req_body_done || !r->client_keep_alive;
-    r->state = R_LOCAL;
-    client_reply_error(c, status, code, msg, close ? "Connection: close\r\n" : NULL);
-    if (close)
-        c->close_after = true;
-    req_finish(c, status, outcome);
-    req_clear(c);
-    client_flush(c);
+    req_reply(c, status, code, msg, NULL, o, false);
 }
 
 static void upstream_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
@@ -976,11 +1272,12 @@ static void upstream_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg
     if (r->state == R_CONNECTING) {
         if (r->srv)
             r->srv->connect_errors++;
-        upstream_fail(c, 504, "upstream_connect_timeout", "upstream connect timed out", "upstream_connect_timeout");
+        upstream_fail(c, 504, "upstream_connect_timeout", "upstream connect timed out",
+                      OUTCOME_UPSTREAM_CONNECT_TIMEOUT);
     } else if (r->state == R_STREAMING) {
-        upstream_fail(c, 504, "upstream_idle_timeout", "upstream stopped sending", "upstream_idle_timeout");
+        upstream_fail(c, 504, "upstream_idle_timeout", "upstream stopped sending", OUTCOME_UPSTREAM_IDLE_TIMEOUT);
     } else {
-        upstream_fail(c, 504, "upstream_timeout", "upstream did not answer in time", "upstream_timeout");
+        upstream_fail(c, 504, "upstream_timeout", "upstream did not answer in time", OUTCOME_UPSTREAM_TIMEOUT);
     }
 }
 
@@ -1011,10 +1308,9 @@ static void ratelimit_headers(struct client *c, struct sbuf *out, const struct q
 }
 
 /* Refuse the request without touching the upstream. */
-static void req_refuse(struct client *c, int status, const char *code, const char *msg, const char *outcome,
+static void req_refuse(struct client *c, int status, const char *code, const char *msg, enum outcome o,
                        uint32_t retry_after_s, const struct quota_info *qi)
 {
-    struct request *r = &c->r;
     struct sbuf h;
     sbuf_init(&h, 2048);
     if (qi)
@@ -1024,19 +1320,8 @@ static void req_refuse(struct client *c, int status, const char *code, const cha
         if (retry_after_s)
             sbuf_printf(&h, "Retry-After: %u\r\n", retry_after_s);
     }
-    /* The body of a refused request may still be on its way: without
-     * reading it the connection cannot carry another request. */
-    bool close = !r->req_body_done || !r->client_keep_alive;
-    if (close)
-        sbuf_adds(&h, "Connection: close\r\n");
-    client_reply_error(c, status, code, msg, h.data ? h.data : "");
+    req_reply(c, status, code, msg, h.data ? h.data : "", o, false);
     sbuf_free(&h);
-    if (close)
-        c->close_after = true;
-    r->state = R_LOCAL;
-    req_finish(c, status, outcome);
-    req_clear(c);
-    client_flush(c);
 }
 
 static bool server_has_slot(const struct server *s, void *arg)
@@ -1064,7 +1349,11 @@ static void refuse_overloaded(struct client *c, enum admit_reason why)
                       : why == ADMIT_R_EVICTED  ? "the service is overloaded: a higher-priority request took this place"
                       : why == ADMIT_R_SHED     ? "the service is overloaded: shed from a standing queue, retry later"
                                                 : "the service is overloaded: no capacity within the queue deadline";
-    req_refuse(c, 503, "overloaded", msg, admit_reason_name(why), ra, NULL);
+    enum outcome o = why == ADMIT_R_FULL      ? OUTCOME_QUEUE_FULL
+                     : why == ADMIT_R_EVICTED ? OUTCOME_QUEUE_EVICTED
+                     : why == ADMIT_R_SHED    ? OUTCOME_QUEUE_SHED
+                                              : OUTCOME_QUEUE_DEADLINE;
+    req_refuse(c, 503, "overloaded", msg, o, ra, NULL);
 }
 
 /* Admission: quota first (429), then a free concurrency slot on some
@@ -1084,7 +1373,7 @@ static void req_admit(struct client *c)
             char msg[256];
             rp_snprintf(msg, sizeof msg, "%s%s%s", r->info.error ? r->info.error : "invalid request body",
                         r->info.error_param ? ": " : "", r->info.error_param ? r->info.error_param : "");
-            req_refuse(c, 400, "invalid_request_body", msg, "invalid_request_body", 0, NULL);
+            req_refuse(c, 400, "invalid_request_body", msg, OUTCOME_INVALID_REQUEST_BODY, 0, NULL);
             return;
         }
     } else {
@@ -1105,14 +1394,18 @@ static void req_admit(struct client *c)
         const char *msg = qr == QUOTA_REQUESTS ? "rate limit reached for requests"
                           : qr == QUOTA_TOKENS ? "rate limit reached for tokens"
                                                : "request is larger than the token budget per minute";
-        req_refuse(c, 429, "rate_limit_exceeded", msg, quota_result_name(qr), 0, &qi);
+        req_refuse(c, 429, "rate_limit_exceeded", msg,
+                   qr == QUOTA_REQUESTS ? OUTCOME_QUOTA_REQUESTS
+                   : qr == QUOTA_TOKENS ? OUTCOME_QUOTA_TOKENS
+                                        : OUTCOME_QUOTA_TOO_LARGE,
+                   0, &qi);
         return;
     }
     r->group = canary_pick_group(up->canary, tenant_flow_key(t));
     retry_note_request(up->retry, now);
     struct pick_ctx any = {.group = -1};
     if (!upstream_any(up, pick_accept, &any)) {
-        req_refuse(c, 503, "no_server", "no upstream server is available", "no_server", 5, NULL);
+        req_refuse(c, 503, "no_server", "no upstream server is available", OUTCOME_NO_SERVER, 5, NULL);
         return;
     }
     /* Waiters go first: a new arrival never overtakes the queue. */
@@ -1225,13 +1518,14 @@ static void req_dispatch(struct client *c, struct server *s)
     if (!u) {
         s->connect_errors++;
         upstream_fail(c, 502, "upstream_connect_failed", "cannot connect to the upstream server",
-                      "upstream_connect_failed");
+                      OUTCOME_UPSTREAM_CONNECT_FAILED);
         return;
     }
     uconn_attach(c, u);
     if (ev_add(px->loop, u->fd, connected ? 0 : EV_WRITE, upstream_event, c) != RP_OK) {
         s->connect_errors++;
-        upstream_fail(c, 502, "upstream_connect_failed", "cannot register upstream socket", "upstream_connect_failed");
+        upstream_fail(c, 502, "upstream_connect_failed", "cannot register upstream socket",
+                      OUTCOME_UPSTREAM_CONNECT_FAILED);
         return;
     }
     if (connected) {
@@ -1267,6 +1561,7 @@ static void pump_request_body(struct client *c)
     size_t n = RP_MIN(room, avail);
     if (n == 0)
         return;
+    uint64_t before = r->req_body_bytes;
     if (r->req_framing == H1_BODY_LENGTH) {
         n = (size_t)RP_MIN((uint64_t)n, r->req_body_left);
         buf_append(&r->out, c->in.pos, n);
@@ -1276,41 +1571,28 @@ static void pump_request_body(struct client *c)
         if (r->req_body_left == 0)
             r->req_body_done = true;
     } else if (r->req_framing == H1_BODY_CHUNKED) {
-        uint64_t before = r->req_chunk.payload_total;
+        uint64_t total = r->req_chunk.payload_total;
         ssize_t used = h1_chunked_feed(&r->req_chunk, c->in.pos, n, NULL, NULL);
         if (used < 0) {
-            if (r->u) {
-                upstream_conn_close(r->u);
-                r->u = NULL;
-            }
-            client_reply_error(c, 400, "bad_chunked_body", "malformed chunked request body", "Connection: close\r\n");
-            c->close_after = true;
-            req_finish(c, 400, "bad_chunked_body");
-            req_clear(c);
-            client_flush(c);
+            req_reply(c, 400, "bad_chunked_body", "malformed chunked request body", NULL, OUTCOME_BAD_CHUNKED_BODY,
+                      true);
             return;
         }
         buf_append(&r->out, c->in.pos, (size_t)used);
         buf_consume(&c->in, (size_t)used);
-        r->req_body_bytes += r->req_chunk.payload_total - before;
+        r->req_body_bytes += r->req_chunk.payload_total - total;
         if (r->req_chunk.payload_total > px->cfg->limits.max_body) {
-            if (r->u) {
-                upstream_conn_close(r->u);
-                r->u = NULL;
-            }
-            client_reply_error(c, 413, "body_too_large", "request body exceeds the configured limit",
-                               "Connection: close\r\n");
-            c->close_after = true;
-            req_finish(c, 413, "body_too_large");
-            req_clear(c);
-            client_flush(c);
+            req_reply(c, 413, "body_too_large", "request body exceeds the configured limit", NULL,
+                      OUTCOME_BODY_TOO_LARGE, true);
             return;
         }
         if (r->req_chunk.done)
             r->req_body_done = true;
     }
-    if (!r->req_body_done)
-        client_set_timer(c, px->cfg->timeouts.client_body_us);
+    /* Progress: the client is sending, so its pause bound starts again. */
+    if (r->req_body_bytes != before && !r->req_body_done && !c->out_blocked)
+        client_timer_arm(c, CT_BODY, px->cfg->timeouts.client_body_us);
+    client_timer_settle(c);
 }
 
 /* Write pending r->out bytes to the upstream. */
@@ -1344,7 +1626,8 @@ static void req_send(struct client *c)
                 break;
             /* The upstream went away while we were sending. */
             r->srv->connect_errors++;
-            upstream_fail(c, 502, "upstream_write_failed", "upstream connection failed", "upstream_write_failed");
+            upstream_fail(c, 502, "upstream_write_failed", "upstream connection failed",
+                          OUTCOME_UPSTREAM_WRITE_FAILED);
             return;
         }
         r->out_sent += (size_t)w;
@@ -1369,6 +1652,7 @@ static void req_send(struct client *c)
     } else if (r->state == R_SENDING && !ev_timer_armed(&u->timer)) {
         ev_timer_arm(px->loop, &u->timer, r->up->conf->first_byte_timeout_us);
     }
+    client_timer_settle(c);
     client_update_events(c);
 }
 
@@ -1390,7 +1674,10 @@ static bool resp_head_to_client(struct client *c, const struct h1_message *m)
         struct h1_str nm = h->name;
         if (h1_is_hop_by_hop(nm) || rp_strieq(nm.p, nm.len, "x-request-id") || named_in_connection(m, nm))
             continue;
-        if (rp_strieq(nm.p, nm.len, "content-length") && r->resp_framing != H1_BODY_NONE)
+        /* Framing is ours to write.  A 204 (and a 1xx) never carries a
+         * Content-Length (RFC 9110 8.6); for HEAD and 304 the upstream's
+         * value describes the representation and passes through. */
+        if (rp_strieq(nm.p, nm.len, "content-length") && (r->resp_framing != H1_BODY_NONE || m->status == 204))
             continue;
         ok &= out_add(b, nm.p, nm.len);
         ok &= out_adds(b, ": ");
@@ -1432,10 +1719,11 @@ static void resp_payload(struct client *c, const char *data, size_t len)
         return;
     if (!r->t_first_body) {
         r->t_first_body = ev_now(c->px->loop);
-        if (r->has_ticket)
+        if (r->has_ticket) {
+            /* The sample may raise the limit: let waiters use it now. */
             admit_first_byte(&r->srv->lim, &r->ticket, r->t_first_body);
-        if (r->status < 500)
-            attempt_done(c, OUTLIER_SUCCESS, r->t_first_body - r->t_dispatch);
+            pump_schedule(r->up);
+        }
     }
     if (r->scan_on)
         llmreq_scan_feed(&r->scan, data, len);
@@ -1450,14 +1738,17 @@ static void on_chunk_data(void *arg, const char *data, size_t len)
 }
 
 /* The response is complete: give the upstream connection back (or close
- * it), account, and move on to the next request. */
-static void resp_complete(struct client *c, bool upstream_reusable)
+ * it), account, and move on to the next request.  A connection goes back
+ * to the pool only when the upstream's response allows it and nothing
+ * beyond the response arrived: a stray byte would become the next
+ * request's response. */
+static void resp_complete(struct client *c)
 {
     struct request *r = &c->r;
     struct uconn *u = r->u;
     r->resp_done = true;
     if (u) {
-        if (upstream_reusable && buf_empty(&u->in))
+        if (r->up_keep_alive && buf_empty(&u->in))
             upstream_conn_release(u);
         else
             upstream_conn_close(u);
@@ -1476,12 +1767,9 @@ static void resp_complete(struct client *c, bool upstream_reusable)
             canary_record_tpot(r->srv->up->canary, r->srv->conf->group, tpot, now);
         }
     }
-    req_finish(c, r->status, "ok");
+    req_finish(c, r->status, OUTCOME_OK);
     req_clear(c);
-    client_set_timer(c, c->px->cfg->timeouts.client_idle_us);
     client_flush(c);
-    if (!c->dead && !c->close_after)
-        client_process(c);
 }
 
 /* Move response body bytes from u->in to c->out as far as c->out has room,
@@ -1508,7 +1796,7 @@ static void resp_pump(struct client *c)
             r->resp_left -= n;
             r->bytes_out += n;
             if (r->resp_left == 0) {
-                resp_complete(c, true);
+                resp_complete(c);
                 return;
             }
         } else if (r->resp_framing == H1_BODY_CHUNKED) {
@@ -1519,13 +1807,16 @@ static void resp_pump(struct client *c)
                 buf_append(&c->out, u->in.pos, (size_t)used);
             if (used < 0) {
                 upstream_fail(c, 502, "bad_upstream_response", "malformed chunked response",
-                              "bad_upstream_chunked");
+                              OUTCOME_BAD_UPSTREAM_CHUNKED);
                 return;
             }
             buf_consume(&u->in, (size_t)used);
+            /* Where the client's decoder stands: a failed feed leaves the
+             * parser's own state undefined, so remember it now. */
+            r->resp_boundary = h1_chunked_at_boundary(&r->resp_chunk);
             r->bytes_out += buf_len(&c->out) - before;
             if (r->resp_chunk.done) {
-                resp_complete(c, true);
+                resp_complete(c);
                 return;
             }
         } else { /* H1_BODY_CLOSE */
@@ -1535,6 +1826,16 @@ static void resp_pump(struct client *c)
             r->bytes_out += n;
         }
     }
+}
+
+/* A bodiless response whose headers speak of a body anyway (framing says
+ * there is none: HEAD, 204, 304). */
+static bool announces_body(const struct h1_message *m)
+{
+    if (h1_find_header(m, "transfer-encoding"))
+        return true;
+    const struct h1_header *cl = h1_find_header(m, "content-length");
+    return cl && !(cl->value.len == 1 && cl->value.p[0] == '0');
 }
 
 static void resp_head(struct client *c)
@@ -1550,17 +1851,19 @@ static void resp_head(struct client *c)
         if (n == RP_AGAIN) {
             if (buf_free_tail(&u->in) == 0 && u->in.pos == u->in.start) {
                 upstream_fail(c, 502, "bad_upstream_response", "upstream response head too large",
-                              "upstream_head_too_large");
+                              OUTCOME_UPSTREAM_HEAD_TOO_LARGE);
             }
             return;
         }
         if (n < 0) {
-            upstream_fail(c, 502, "bad_upstream_response", "malformed upstream response", "bad_upstream_response");
+            upstream_fail(c, 502, "bad_upstream_response", "malformed upstream response",
+                          OUTCOME_BAD_UPSTREAM_RESPONSE);
             return;
         }
         if (m.status >= 100 && m.status < 200) {
             if (m.status == 101) {
-                upstream_fail(c, 502, "bad_upstream_response", "unexpected protocol switch", "bad_upstream_response");
+                upstream_fail(c, 502, "bad_upstream_response", "unexpected protocol switch",
+                              OUTCOME_BAD_UPSTREAM_RESPONSE);
                 return;
             }
             /* Interim responses are dropped: we answered Expect ourselves. */
@@ -1575,51 +1878,55 @@ static void resp_head(struct client *c)
             if (m.status == 503 && try_retry(c, RETRY_FAIL_STATUS_503, ADMIT_OVERLOADED))
                 return;
             if (!r->u) {
-                upstream_fail(c, 503, "upstream_unavailable", "upstream answered 503", "upstream_503");
+                upstream_fail(c, 503, "upstream_unavailable", "upstream answered 503", OUTCOME_UPSTREAM_503);
                 return;
             }
         }
         r->resp_framing = m.framing;
         r->resp_left = m.content_length;
         h1_chunked_init(&r->resp_chunk);
+        r->resp_boundary = true;
         r->resp_decode = m.framing == H1_BODY_CHUNKED && r->client_minor == 0;
         r->resp_close = !r->client_keep_alive || px->draining || m.framing == H1_BODY_CLOSE || r->resp_decode ||
                         !r->req_body_done;
+        /* Reuse needs the upstream's consent (HTTP/1.0 without keep-alive
+         * or "Connection: close" withhold it).  A bodiless response (HEAD,
+         * 204, 304) that still announces a body is a server that may send
+         * one anyway, and those late bytes would be read as the next
+         * request's response: such a connection is not reused either. */
+        r->up_keep_alive = m.keep_alive && m.framing != H1_BODY_CLOSE;
+        if (m.framing == H1_BODY_NONE && m.status != 304 && announces_body(&m))
+            r->up_keep_alive = false;
         if (r->status >= 500)
             r->srv->responses_5xx++;
         metrics_hist_observe(&r->srv->ttfb, r->t_first_byte - r->t_dispatch);
+        const struct h1_header *ct = h1_find_header(&m, "content-type");
+        r->resp_sse = ct && ct->value.len >= 17 && rp_strieq(ct->value.p, 17, "text/event-stream");
         /* The usage scanner settles token quotas and counts the content
          * events of a stream, which canary analysis needs for TPOT. */
         if ((r->qt.active || r->up->canary) && r->model_api && r->status < 300) {
-            const struct h1_header *ct = h1_find_header(&m, "content-type");
-            bool sse = ct && ct->value.len >= 17 && rp_strieq(ct->value.p, 17, "text/event-stream");
-            llmreq_scan_init(&r->scan, sse);
+            llmreq_scan_init(&r->scan, r->resp_sse);
             r->scan_on = true;
         }
-        size_t before = buf_len(&c->out);
+        r->resp_mark = buf_len(&c->out);
         if (!resp_head_to_client(c, &m)) {
+            c->out.last = c->out.pos + r->resp_mark;
             upstream_fail(c, 502, "bad_upstream_response", "upstream response head too large",
-                          "upstream_head_too_large");
+                          OUTCOME_UPSTREAM_HEAD_TOO_LARGE);
             return;
         }
-        r->bytes_out += buf_len(&c->out) - before;
+        r->bytes_out += buf_len(&c->out) - r->resp_mark;
         buf_consume(&u->in, (size_t)n);
         r->replayable = false;
         buf_release(&r->out);
         r->state = R_STREAMING;
-        bool keep = m.keep_alive;
         if (m.framing == H1_BODY_NONE || (m.framing == H1_BODY_LENGTH && m.content_length == 0)) {
-            if (r->has_ticket)
+            if (r->has_ticket) {
                 admit_first_byte(&r->srv->lim, &r->ticket, r->t_first_byte);
-            if (r->status < 500)
-                attempt_done(c, OUTLIER_SUCCESS, r->t_first_byte - r->t_dispatch);
-            resp_complete(c, keep);
+                pump_schedule(r->up);
+            }
+            resp_complete(c);
             return;
-        }
-        if (!keep && m.framing != H1_BODY_CLOSE) {
-            /* Remember that the upstream will close: the connection must
-             * not go back to the pool even if the body ends cleanly. */
-            u->reused = false;
         }
         ev_timer_arm(px->loop, &u->timer, r->up->conf->idle_timeout_us);
         resp_pump(c);
@@ -1649,17 +1956,17 @@ static void upstream_read(struct client *c)
             if (c->has_req && r->u) {
                 r->u = NULL;
                 upstream_conn_close(u);
-                resp_complete(c, false);
+                resp_complete(c);
             }
             return;
         }
         if (r->state == R_STREAMING) {
-            upstream_fail(c, 502, "upstream_closed", "upstream closed mid-response", "upstream_closed_mid_response");
+            upstream_fail(c, 502, "upstream_closed", "upstream closed mid-response", OUTCOME_UPSTREAM_CUT);
             return;
         }
         r->srv->connect_errors++;
         upstream_fail(c, 502, "upstream_closed", "upstream closed the connection before responding",
-                      "upstream_closed");
+                      OUTCOME_UPSTREAM_CLOSED);
         return;
     }
     if (r->state == R_STREAMING) {
@@ -1686,7 +1993,7 @@ static void upstream_event(struct ev_loop *loop, int fd, uint32_t events, void *
             r->srv->connect_errors++;
             errno = err;
             upstream_fail(c, 502, "upstream_connect_failed", "cannot connect to the upstream server",
-                          "upstream_connect_failed");
+                          OUTCOME_UPSTREAM_CONNECT_FAILED);
             return;
         }
         ev_timer_cancel(c->px->loop, &r->u->timer);
@@ -1707,55 +2014,69 @@ static void upstream_event(struct ev_loop *loop, int fd, uint32_t events, void *
 /* ---------------------------------------------------------------------- */
 /* client side                                                             */
 
-/* Write c->out; close or continue once it is empty. */
+/* Write c->out; once it is empty, end the connection (close_after), let a
+ * stalled upstream continue, or go on with the next pipelined request. */
 static void client_flush(struct client *c)
 {
     struct proxy *px = c->px;
-    if (c->dead)
+    if (c->dead || c->lingering)
         return;
+    bool wrote = false;
     while (!buf_empty(&c->out)) {
         ssize_t w = buf_write_fd(&c->out, c->fd);
         if (w == RP_AGAIN) {
-            if (!c->out_blocked) {
+            /* Blocked: the send bound runs from the last progress. */
+            if (!c->out_blocked || wrote) {
                 c->out_blocked = true;
-                client_set_timer(c, px->cfg->timeouts.send_us);
+                client_timer_arm(c, CT_SEND, px->cfg->timeouts.send_us);
             }
             client_update_events(c);
             return;
         }
         if (w < 0) {
-            if (c->has_req) {
+            if (c->has_req && !c->r.finished) {
                 px->client_aborts++;
-                req_finish(c, c->r.status ? c->r.status : 499, "client_abort");
+                req_finish(c, c->r.status ? c->r.status : 499, OUTCOME_CLIENT_ABORT);
             }
             client_close(c);
             return;
         }
-    }
-    if (c->out_blocked) {
-        c->out_blocked = false;
+        wrote = true;
         if (c->has_req && c->r.state == R_STREAMING)
-            client_set_timer(c, px->cfg->timeouts.send_us);
+            c->r.committed = true;
     }
-    if (c->close_after) {
-        if (!c->has_req) {
-            client_close(c);
-            return;
-        }
+    c->out_blocked = false;
+    if (c->close_after && !c->has_req) {
+        client_linger(c);
+        return;
     }
     /* Room again on c->out: let a stalled upstream continue. */
     if (c->has_req && c->r.state == R_STREAMING && c->r.u) {
         struct uconn *u = c->r.u;
         if (!buf_empty(&u->in)) {
             resp_pump(c);
-            if (!c->has_req || c->r.u != u)
+            if (c->dead || !c->has_req || c->r.u != u) {
+                /* The response completed (or failed) inside the pump;
+                 * what it queued still has to go out. */
+                if (!c->dead && !buf_empty(&c->out))
+                    client_flush(c);
+                else if (!c->dead && !c->has_req)
+                    client_process(c);
                 return;
+            }
             if (!buf_empty(&c->out)) {
                 client_flush(c);
                 return;
             }
         }
         ev_mod(px->loop, u->fd, EV_READ);
+    }
+    client_timer_settle(c);
+    if (!c->has_req && !c->close_after && c->in.start && !buf_empty(&c->in)) {
+        /* A pipelined request waits in c->in: answer it now, whatever
+         * answered the previous one (upstream or a local reply). */
+        client_process(c);
+        return;
     }
     client_trim(c);
     client_update_events(c);
@@ -1764,17 +2085,21 @@ static void client_flush(struct client *c)
 static void client_read(struct client *c)
 {
     struct proxy *px = c->px;
+    if (c->lingering) {
+        client_linger_read(c);
+        return;
+    }
     if (!c->in.start)
         buf_alloc(&c->in);
     ssize_t n = buf_read_fd(&c->in, c->fd);
     if (n == RP_AGAIN)
         return;
     if (n == 0 || n == RP_ERR) {
-        if (c->has_req) {
+        if (c->has_req && !c->r.finished) {
             /* The client left with a request in flight: cancel upstream
              * work by closing its connection. */
             px->client_aborts++;
-            req_finish(c, 499, "client_abort");
+            req_finish(c, 499, OUTCOME_CLIENT_ABORT);
         }
         client_close(c);
         return;
@@ -1783,17 +2108,38 @@ static void client_read(struct client *c)
 }
 
 /* Parse the next request if none is active, or feed the active request's
- * body. */
+ * body.  Re-entry (a local reply flushed from inside req_start) is turned
+ * into another turn of the loop here, so a burst of pipelined requests
+ * answered locally cannot grow the stack. */
 static void client_process(struct client *c)
 {
     struct proxy *px = c->px;
+    if (c->processing) {
+        c->process_again = true;
+        return;
+    }
+    c->processing = true;
+    do {
+        c->process_again = false;
+        client_process_one(c);
+    } while (!c->dead && c->process_again);
+    if (!c->dead)
+        c->processing = false;
+    RP_UNUSED(px);
+}
+
+static void client_process_one(struct client *c)
+{
+    struct proxy *px = c->px;
+    if (c->lingering)
+        return;
     if (c->has_req) {
         struct request *r = &c->r;
         if (r->state == R_BUFFERING) {
             pump_request_body(c);
             if (!c->has_req || r->finished)
                 return;
-            if (r->req_body_done)
+            if (r->req_body_done || buf_free_tail(&r->out) == 0)
                 req_admit(c);
             else
                 client_update_events(c);
@@ -1807,14 +2153,21 @@ static void client_process(struct client *c)
     }
     if (c->close_after)
         return;
-    if (buf_empty(&c->in)) {
+    if (!c->in.start || buf_empty(&c->in)) {
         client_trim(c);
+        client_update_events(c);
+        return;
+    }
+    if (!buf_empty(&c->out)) {
+        /* The previous response is still going out: parse the next
+         * request once it has (client_flush comes back here), so
+         * responses never overtake each other and memory stays bounded. */
         client_update_events(c);
         return;
     }
     if (!c->head_started) {
         c->head_started = true;
-        client_set_timer(c, px->cfg->timeouts.client_header_us);
+        client_timer_arm(c, CT_HEADER, px->cfg->timeouts.client_header_us);
     }
     struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS * 2];
     struct h1_message m;
@@ -1838,17 +2191,15 @@ static void client_process(struct client *c)
     if (n < 0) {
         px->bad_requests++;
         c->has_req = true; /* for logging */
+        c->head_started = false;
         memset(&c->r, 0, sizeof c->r);
         rp_snprintf(c->r.method, sizeof c->r.method, "-");
         rp_snprintf(c->r.path, sizeof c->r.path, "-");
         c->r.t_start = ev_now(px->loop);
-        int st = m.error_status ? m.error_status : 400;
-        client_reply_error(c, st, "bad_request", m.error ? m.error : "malformed request", "Connection: close\r\n");
-        c->close_after = true;
-        req_finish(c, st, "bad_request");
-        req_clear(c);
+        c->r.client_minor = 1;
         buf_reset(&c->in);
-        client_flush(c);
+        int st = m.error_status ? m.error_status : 400;
+        req_reply(c, st, "bad_request", m.error ? m.error : "malformed request", NULL, OUTCOME_BAD_REQUEST, true);
         return;
     }
     req_start(c, &m, (size_t)n);
@@ -1875,42 +2226,75 @@ static void render_metrics(struct sbuf *out, void *arg)
 {
     struct proxy *px = arg;
     static const char *classes[CLASS_SLOTS] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
-    sbuf_adds(out, "# HELP rampart_requests_total Requests answered, by upstream and status class.\n"
-                   "# TYPE rampart_requests_total counter\n");
+    struct sbuf lb;
+    sbuf_init(&lb, 512);
+
+    metrics_family(out, "rampart_requests_total", "counter", "Requests answered, by upstream and status class.");
     for (size_t i = 0; i <= px->cfg->num_upstreams; i++) {
         const char *name = i < px->cfg->num_upstreams ? px->cfg->upstreams[i].name : "none";
-        for (int k = 0; k < CLASS_SLOTS; k++)
-            if (px->requests[i][k])
-                sbuf_printf(out, "rampart_requests_total{upstream=\"%s\",class=\"%s\"} %llu\n", name, classes[k],
-                            (unsigned long long)px->requests[i][k]);
+        for (int k = 0; k < CLASS_SLOTS; k++) {
+            if (!px->requests[i][k])
+                continue;
+            sbuf_reset(&lb);
+            metrics_label(&lb, "upstream", name);
+            metrics_label(&lb, "class", classes[k]);
+            metrics_sample_u64(out, "rampart_requests_total", lb.data, px->requests[i][k]);
+        }
     }
-    sbuf_printf(out,
-                "# TYPE rampart_inflight_requests gauge\nrampart_inflight_requests %llu\n"
-                "# TYPE rampart_client_connections gauge\nrampart_client_connections %zu\n"
-                "# TYPE rampart_client_aborts_total counter\nrampart_client_aborts_total %llu\n"
-                "# TYPE rampart_bad_requests_total counter\nrampart_bad_requests_total %llu\n"
-                "# TYPE rampart_client_connections_accepted_total counter\n"
-                "rampart_client_connections_accepted_total %llu\n",
-                (unsigned long long)px->inflight, px->num_clients, (unsigned long long)px->client_aborts,
-                (unsigned long long)px->bad_requests, (unsigned long long)px->accepted);
-    sbuf_adds(out, "# TYPE rampart_upstream_connect_errors_total counter\n");
+    metrics_family(out, "rampart_inflight_requests", "gauge",
+                   "Requests dispatched to an upstream server and not finished.");
+    metrics_sample_u64(out, "rampart_inflight_requests", "", px->inflight);
+    metrics_family(out, "rampart_client_connections", "gauge", "Open client connections.");
+    metrics_sample_u64(out, "rampart_client_connections", "", px->num_clients);
+    metrics_family(out, "rampart_client_aborts_total", "counter",
+                   "Requests whose client went away before the response was complete.");
+    metrics_sample_u64(out, "rampart_client_aborts_total", "", px->client_aborts);
+    metrics_family(out, "rampart_bad_requests_total", "counter", "Client requests that could not be parsed.");
+    metrics_sample_u64(out, "rampart_bad_requests_total", "", px->bad_requests);
+    metrics_family(out, "rampart_client_connections_accepted_total", "counter", "Client connections accepted.");
+    metrics_sample_u64(out, "rampart_client_connections_accepted_total", "", px->accepted);
+
+    metrics_family(out, "rampart_upstream_connect_errors_total", "counter",
+                   "Failed or timed-out connects to the server.");
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
-        for (size_t j = 0; j < up->num_servers; j++)
-            sbuf_printf(out, "rampart_upstream_connect_errors_total{upstream=\"%s\",server=\"%s\"} %llu\n",
-                        up->conf->name, up->servers[j].name, (unsigned long long)up->servers[j].connect_errors);
+        for (size_t j = 0; j < up->num_servers; j++) {
+            sbuf_reset(&lb);
+            metrics_label(&lb, "upstream", up->conf->name);
+            metrics_label(&lb, "server", up->servers[j].name);
+            metrics_sample_u64(out, "rampart_upstream_connect_errors_total", lb.data, up->servers[j].connect_errors);
+        }
     }
-    sbuf_adds(out, "# TYPE rampart_upstream_inflight gauge\n");
+    metrics_family(out, "rampart_upstream_inflight", "gauge", "Requests dispatched to the server and not finished.");
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
-        for (size_t j = 0; j < up->num_servers; j++)
-            sbuf_printf(out, "rampart_upstream_inflight{upstream=\"%s\",server=\"%s\"} %u\n", up->conf->name,
-                        up->servers[j].name, up->servers[j].inflight);
+        for (size_t j = 0; j < up->num_servers; j++) {
+            sbuf_reset(&lb);
+            metrics_label(&lb, "upstream", up->conf->name);
+            metrics_label(&lb, "server", up->servers[j].name);
+            metrics_sample_u64(out, "rampart_upstream_inflight", lb.data, up->servers[j].inflight);
+        }
     }
-    sbuf_adds(out, "# TYPE rampart_first_byte_seconds histogram\n");
+    /* The per-server histogram has its own name: one name with and without
+     * a server label would be two families under one TYPE. */
+    metrics_family(out, "rampart_upstream_first_byte_seconds", "histogram",
+                   "Time from dispatching a request to the server to the first byte of its response.");
+    for (size_t i = 0; i < px->ups->num; i++) {
+        struct upstream *up = &px->ups->ups[i];
+        for (size_t j = 0; j < up->num_servers; j++) {
+            sbuf_reset(&lb);
+            metrics_label(&lb, "upstream", up->conf->name);
+            metrics_label(&lb, "server", up->servers[j].name);
+            metrics_hist_render(out, "rampart_upstream_first_byte_seconds", lb.data, &up->servers[j].ttfb);
+        }
+    }
+    metrics_family(out, "rampart_first_byte_seconds", "histogram",
+                   "Time from dispatching a request upstream to the first byte of its response.");
     metrics_hist_render(out, "rampart_first_byte_seconds", "", &px->ttfb);
-    sbuf_adds(out, "# TYPE rampart_request_duration_seconds histogram\n");
+    metrics_family(out, "rampart_request_duration_seconds", "histogram",
+                   "Time from receiving a request to the end of its response.");
     metrics_hist_render(out, "rampart_request_duration_seconds", "", &px->total);
+    sbuf_free(&lb);
 }
 
 static void reap_clients(struct ev_loop *loop, struct ev_timer *t, void *arg)
@@ -1930,6 +2314,10 @@ static void housekeeping_tick(struct ev_loop *loop, struct ev_timer *t, void *ar
 {
     struct proxy *px = arg;
     upstream_tick(px->ups, ev_now(loop));
+    /* The tick may have raised limits (and health may have changed):
+     * hand the new room to waiters. */
+    for (size_t i = 0; i < px->ups->num; i++)
+        pump_schedule(&px->ups->ups[i]);
     ev_timer_arm(loop, t, 100000);
 }
 
@@ -1953,6 +2341,9 @@ struct proxy *proxy_create(struct ev_loop *loop, const struct config *cfg, struc
     px->lim.max_header_bytes = cfg->limits.max_header_bytes;
     px->lim.max_headers = RP_MIN(cfg->limits.max_headers, (size_t)H1_DEFAULT_MAX_HEADERS * 2 - 1);
     px->lim.max_uri = cfg->limits.max_uri;
+    /* A canonical path is never longer than its target. */
+    px->path_cap = cfg->limits.max_uri + 1;
+    px->path_buf = rp_xmalloc(px->path_cap);
     px->ups = upstream_set_create(loop, cfg);
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
@@ -2042,8 +2433,13 @@ void proxy_set_status(struct proxy *px, struct status *st)
     px->status = st;
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
-        if (up->canary)
+        if (up->canary) {
             canary_set_event_cb(up->canary, st ? on_canary_event : NULL, up);
+            /* Verdicts outlive the process: restore this release's, store
+             * the next ones (after the event hook: a restore emits an event
+             * that must not open a second incident). */
+            status_track_canary(st, up->canary, up->conf, ev_now(px->loop));
+        }
     }
 }
 
@@ -2072,5 +2468,6 @@ void proxy_free(struct proxy *px)
     accesslog_flush(px->log);
     upstream_set_free(px->ups);
     tenant_table_free(px->tenants);
+    free(px->path_buf);
     free(px);
 }

@@ -241,7 +241,7 @@ enum retry_verdict retry_decide(struct retry_budget *b, const struct retry_reque
 static void render_family(struct sbuf *out, const char *name, const char *type, const char *help, int which,
                           uint64_t now_us)
 {
-    sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    metrics_family(out, name, type, help);
     for (const struct retry_budget *b = registry; b; b = b->next_reg) {
         sbuf_printf(out, "%s{upstream=\"", name);
         metrics_label_escape(out, b->upstream);

@@ -27,6 +27,7 @@
  */
 #include "status.h"
 #include "admin.h"
+#include "canary.h"
 #include "config.h"
 #include "httpd.h"
 #include "metrics.h"
@@ -899,6 +900,9 @@ int status_report_incident(struct status *st, int upstream_idx, const char *name
     if (write_new(st, &inc, &u) != RP_OK)
         return RP_ERR;
     rp_log_info("status: opened incident \"%s\"", name);
+    /* The page and the feeds are built from the view: without a reload
+     * the incident would only show after the next unrelated write. */
+    reload_view(st, now_us);
     status_refresh(st);
     return RP_OK;
 }
@@ -1878,6 +1882,72 @@ void status_admin_request(struct status *st, const char *method, const char *pat
 }
 
 /* ===================================================================== */
+/* release verdicts                                                       */
+/* ===================================================================== */
+
+/* One short statement on the loop thread, as rare as a verdict: no reason
+ * to batch or defer it, and stored before the admin API answers. */
+static void verdict_put(void *arg, const struct canary *c, const struct canary_verdict *v)
+{
+    struct status *st = arg;
+    struct store_release r;
+    memset(&r, 0, sizeof r);
+    rp_snprintf(r.upstream, sizeof r.upstream, "%s", c->upstream);
+    rp_snprintf(r.release, sizeof r.release, "%s", v->release);
+    rp_snprintf(r.state, sizeof r.state, "%s", canary_state_name(v->state));
+    r.weight_bp = v->weight_bp;
+    rp_snprintf(r.source, sizeof r.source, "%s", v->source);
+    rp_snprintf(r.reason, sizeof r.reason, "%s", v->reason);
+    r.at_ms = v->wall_ms;
+    if (store_release_put(st->store, &r) != RP_OK) {
+        st->store_errors++;
+        rp_log_err("status: the %s verdict on release %s of %s was not stored; a restart would forget it", r.state,
+                   r.release, r.upstream);
+    }
+}
+
+int status_track_canary(struct status *st, struct canary *c, const struct config_upstream *u, uint64_t now_us)
+{
+    if (!c)
+        return RP_OK;
+    if (!st || !u) {
+        canary_set_verdict_cb(c, NULL, NULL);
+        return RP_OK;
+    }
+    struct canary_server_ref refs[CONFIG_MAX_SERVERS];
+    size_t n = 0;
+    for (size_t i = 0; i < u->num_servers && n < CONFIG_MAX_SERVERS; i++)
+        if (u->servers[i].group == 1)
+            refs[n++] = (struct canary_server_ref){.address = u->servers[i].addr.text, .weight = u->servers[i].weight};
+    char id[CANARY_RELEASE_MAX];
+    canary_release_id(u->canary.release, refs, n, id);
+    canary_set_release(c, id);
+
+    int rc = RP_OK;
+    struct store_release r;
+    bool found = false;
+    if (store_release_get(st->store, c->upstream, id, &r, &found) != RP_OK) {
+        st->store_errors++;
+        rc = RP_ERR;
+    } else if (found) {
+        struct canary_verdict v;
+        memset(&v, 0, sizeof v);
+        rp_snprintf(v.release, sizeof v.release, "%s", id);
+        v.weight_bp = r.weight_bp;
+        rp_snprintf(v.source, sizeof v.source, "%s", r.source);
+        rp_snprintf(v.reason, sizeof v.reason, "%s", r.reason);
+        v.wall_ms = r.at_ms;
+        if (canary_state_from_name(r.state, &v.state) != RP_OK)
+            rp_log_err("status: unknown stored state \"%s\" for release %s of %s; starting fresh", r.state, id,
+                       c->upstream);
+        else if (canary_restore(c, &v, now_us))
+            rp_log_info("status: release %s of %s restored as %s", id, c->upstream, r.state);
+    }
+    canary_set_verdict_cb(c, verdict_put, st);
+    return rc;
+}
+
+/* ===================================================================== */
 /* metrics                                                                */
 /* ===================================================================== */
 
@@ -1911,9 +1981,9 @@ static void status_metrics(struct sbuf *out, void *arg)
     }
     metrics_family(out, "rampart_status_store_errors_total", "counter", "Failed status store operations");
     metrics_sample_u64(out, "rampart_status_store_errors_total", "", st->store_errors);
-    metrics_family(out, "rampart_status_minutes_dropped_total", "counter",
+    metrics_family(out, "rampart_status_rollups_dropped_total", "counter",
                    "Minute rollups overwritten before they could be stored");
-    metrics_sample_u64(out, "rampart_status_minutes_dropped_total", "", st->dropped_minutes);
+    metrics_sample_u64(out, "rampart_status_rollups_dropped_total", "", st->dropped_minutes);
     metrics_family(out, "rampart_status_auto_incidents_total", "counter", "Automatic incidents by action");
     metrics_sample_u64(out, "rampart_status_auto_incidents_total", "action=\"opened\"", st->auto_opened);
     metrics_sample_u64(out, "rampart_status_auto_incidents_total", "action=\"resolved\"", st->auto_resolved);

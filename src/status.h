@@ -140,6 +140,18 @@ void status_observe(struct status *st, int component, int http_status, uint64_t 
 int status_report_incident(struct status *st, int upstream_idx, const char *name, const char *body,
                            uint64_t now_us);
 
+/* Keep the release verdicts of canary c (the canary of upstream u) in the
+ * status store, so a restart does not forget them: the verdict stored for
+ * the release u describes (its canary servers, or its canary release:
+ * label) is restored into c at once, and every later change of c is stored
+ * before the change returns.  A new release finds nothing and starts
+ * fresh.  st NULL detaches c (call it so before status_free while c lives
+ * on).  Safe with c NULL.  RP_OK, or RP_ERR when the store could not be
+ * read (logged, counted; c then runs from its start). */
+struct canary;
+struct config_upstream;
+int status_track_canary(struct status *st, struct canary *c, const struct config_upstream *u, uint64_t now_us);
+
 /* ---- for tests and tools ---- */
 
 /* Run everything the timers do, as of monotonic now_us: live status, burn

@@ -29,7 +29,15 @@ void status_api_fail(struct status_api_error *err, int http, const char *param, 
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
+    /* The message is answered as JSON: a cut in the middle of a character
+     * (or invalid bytes quoted from elsewhere) would make it invalid. */
+    err->message[rp_utf8_prefix(err->message, sizeof err->message)] = '\0';
+    err->param[rp_utf8_prefix(err->param, sizeof err->param)] = '\0';
 }
+
+/* Quoted user text is cut to this many bytes, on a character boundary. */
+#define QUOTE_MAX 60
+#define QUOTE(s) (int)rp_utf8_prefix((s), QUOTE_MAX), (s)
 
 void status_api_error_json(struct sbuf *out, const struct status_api_error *err)
 {
@@ -96,7 +104,8 @@ static int check_fields(json_t *obj, const struct field_rule *rules, size_t n, s
                     break;
                 used += (size_t)w;
             }
-            status_api_fail(err, 400, key, "unknown_field", "unknown field \"%.60s\" (accepted: %s)", key, allowed);
+            status_api_fail(err, 400, key, "unknown_field", "unknown field \"%.*s\" (accepted: %s)", QUOTE(key),
+                            allowed);
             return RP_ERR;
         }
     }
@@ -177,7 +186,7 @@ static int get_enum(json_t *obj, const char *key, const char *const *names, int 
             return RP_OK;
         }
     }
-    status_api_fail(err, 400, key, "invalid_value", "%s: \"%.60s\" is not one of %s", key, s, list);
+    status_api_fail(err, 400, key, "invalid_value", "%s: \"%.*s\" is not one of %s", key, QUOTE(s), list);
     return RP_ERR;
 }
 
@@ -192,9 +201,9 @@ static int get_time(json_t *obj, const char *key, int64_t *out, struct status_ap
     }
     if (statuspage_parse_time(json_string_value(v), out) != RP_OK) {
         status_api_fail(err, 400, key, "invalid_value",
-                        "%s: \"%.60s\" is not an ISO 8601 time with an offset (e.g. \"2025-01-31T22:00:00Z\" or "
+                        "%s: \"%.*s\" is not an ISO 8601 time with an offset (e.g. \"2025-01-31T22:00:00Z\" or "
                         "\"2025-01-31T23:00:00+01:00\")",
-                        key, json_string_value(v));
+                        key, QUOTE(json_string_value(v)));
         return RP_ERR;
     }
     return RP_OK;
@@ -223,13 +232,14 @@ static void unknown_component(const struct status_api_components *c, const char 
     for (size_t i = 0; i < c->n; i++) {
         int w = rp_snprintf(known + used, sizeof known - used, "%s\"%s\" (%s)", i ? ", " : "", c->names[i], c->ids[i]);
         if (w < 0) {
-            rp_snprintf(known + (used < sizeof known - 4 ? used : sizeof known - 4), 4, "...");
+            size_t at = rp_utf8_prefix(known, used < sizeof known - 4 ? used : sizeof known - 4);
+            rp_snprintf(known + at, 4, "...");
             break;
         }
         used += (size_t)w;
     }
-    status_api_fail(err, 400, param, "unknown_component", "%s: no component \"%.60s\"; known components: %s", param, s,
-                    c->n ? known : "none");
+    status_api_fail(err, 400, param, "unknown_component", "%s: no component \"%.*s\"; known components: %s", param,
+                    QUOTE(s), c->n ? known : "none");
 }
 
 static int add_component(struct status_api_req *r, int idx, int st, const char *param, const char *s,
@@ -237,8 +247,8 @@ static int add_component(struct status_api_req *r, int idx, int st, const char *
 {
     for (size_t i = 0; i < r->num_components; i++) {
         if (r->comp[i] == idx) {
-            status_api_fail(err, 400, param, "duplicate_component", "%s: component \"%.60s\" is listed twice", param,
-                            s);
+            status_api_fail(err, 400, param, "duplicate_component", "%s: component \"%.*s\" is listed twice", param,
+                            QUOTE(s));
             return RP_ERR;
         }
     }
@@ -286,7 +296,7 @@ static int get_components(json_t *obj, const struct status_api_components *c, bo
         names_list(list, sizeof list, statuspage_cstatus_names, STATUSPAGE_OPERATIONAL, STATUSPAGE_MAJOR_OUTAGE);
         json_object_foreach(v, key, val)
         {
-            rp_snprintf(param, sizeof param, "components.%.80s", key);
+            rp_snprintf(param, sizeof param, "components.%.*s", (int)rp_utf8_prefix(key, 80), key);
             int idx = find_component(c, key);
             if (idx < 0) {
                 unknown_component(c, param, key, err);
@@ -313,7 +323,8 @@ static int get_components(json_t *obj, const struct status_api_components *c, bo
                     if (strcmp(s, statuspage_cstatus_names[k]) == 0)
                         st = k;
                 if (st < 0) {
-                    status_api_fail(err, 400, param, "invalid_value", "%s: \"%.60s\" is not one of %s", param, s, list);
+                    status_api_fail(err, 400, param, "invalid_value", "%s: \"%.*s\" is not one of %s", param, QUOTE(s),
+                                    list);
                     return RP_ERR;
                 }
             }
@@ -470,10 +481,20 @@ int status_api_parse(enum status_api_kind kind, const char *body, size_t len, co
         status_api_fail(err, 400, NULL, "invalid_json", "request body is empty; send a JSON object");
         goto cleanup;
     }
+    /* JSON text is UTF-8 (RFC 8259).  Checked here rather than left to the
+     * parser so the answer says where the bad byte is, and never quotes
+     * it: the parser's message would. */
+    size_t bad = 0;
+    if (!rp_utf8_valid(body, len, &bad)) {
+        status_api_fail(err, 400, NULL, "invalid_utf8",
+                        "request body is not valid UTF-8: byte 0x%02X at offset %zu does not start a valid sequence",
+                        (unsigned)(unsigned char)body[bad], bad);
+        goto cleanup;
+    }
     root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        status_api_fail(err, 400, NULL, "invalid_json", "request body is not valid JSON: %s (line %d, column %d)",
-                        jerr.text, jerr.line, jerr.column);
+        status_api_fail(err, 400, NULL, "invalid_json", "request body is not valid JSON: %.*s (line %d, column %d)",
+                        (int)rp_utf8_prefix(jerr.text, sizeof jerr.text), jerr.text, jerr.line, jerr.column);
         goto cleanup;
     }
     if (!json_is_object(root)) {

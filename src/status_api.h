@@ -5,8 +5,10 @@
  * Pure functions: a body goes in, either a typed request or a precise error
  * comes out (which field, what is wrong, what would be accepted).  status.c
  * applies valid requests to the store; keeping validation apart makes every
- * rule testable without a server.  Bodies are parsed with jansson, which
- * also guarantees the strings are valid UTF-8.
+ * rule testable without a server.  A body must be valid UTF-8 (refused
+ * with code invalid_utf8 and the offset of the first bad byte otherwise),
+ * then it is parsed with jansson.  Messages quote at most 60 bytes of what
+ * was sent, cut on a character boundary, so they stay valid UTF-8.
  *
  * Accepted bodies (unknown fields are refused, so a typo never passes
  * silently):

@@ -3,8 +3,9 @@
  * feeds, and one self-contained HTML page (see statuspage.h).
  *
  * Everything is written with sbuf and explicit escaping (sbuf_json_str for
- * JSON, sbuf_html for HTML and XML), never with format strings that embed
- * user text, so an incident title cannot break out of its context.
+ * JSON, statuspage_markup_text for HTML and XML), never with format strings
+ * that embed user text, so an incident title cannot break out of its
+ * context.
  *
  * The page needs no JavaScript and loads nothing else: CSS is inline, the
  * latency sparkline is inline SVG, the 90 daily bars are list items whose
@@ -555,11 +556,63 @@ static void render_json(struct sbuf *o, const struct statuspage_view *v, enum st
     sbuf_adds(o, "}\n");
 }
 
+/* ---- markup text ---- */
+
+/* Whether XML 1.0 allows code point cp in a document at all (its Char
+ * production); HTML calls the same code points parse errors. */
+static bool xml_char(uint32_t cp)
+{
+    return cp == 0x9 || cp == 0xa || cp == 0xd || (cp >= 0x20 && cp <= 0xd7ff) || (cp >= 0xe000 && cp <= 0xfffd) ||
+           (cp >= 0x10000 && cp <= 0x10ffff);
+}
+
+void statuspage_markup_text(struct sbuf *o, const char *s, size_t len)
+{
+    /* One U+FFFD per bad byte or forbidden character: a reader sees that
+     * something was there, and a single stray byte cannot swallow the
+     * valid characters after it.  A feed reader that meets one forbidden
+     * character rejects the whole feed, not just the entry. */
+    static const char repl[] = "\xef\xbf\xbd";
+    size_t i = 0, run = 0; /* s[run..i) is plain text not yet copied */
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        switch (c) {
+        case '<': esc = "&lt;"; break;
+        case '>': esc = "&gt;"; break;
+        case '&': esc = "&amp;"; break;
+        case '"': esc = "&quot;"; break;
+        case '\'': esc = "&#39;"; break;
+        default: break;
+        }
+        if (esc) {
+            sbuf_add(o, s + run, i - run);
+            sbuf_adds(o, esc);
+            run = ++i;
+            continue;
+        }
+        uint32_t cp;
+        int n = c < 0x80 ? 1 : rp_utf8_next(s + i, len - i, &cp);
+        if (c < 0x80)
+            cp = c;
+        if (n > 0 && xml_char(cp)) {
+            i += (size_t)n;
+            continue;
+        }
+        sbuf_add(o, s + run, i - run);
+        sbuf_add(o, repl, sizeof repl - 1);
+        i += n > 0 ? (size_t)n : 1;
+        run = i;
+    }
+    sbuf_add(o, s + run, i - run);
+}
+
 /* ---- feeds ---- */
 
 static void x_text(struct sbuf *o, const char *s)
 {
-    sbuf_html(o, s ? s : "");
+    s = s ? s : "";
+    statuspage_markup_text(o, s, strlen(s));
 }
 
 /* The body of one incident as HTML (then escaped again into the feed). */
@@ -757,7 +810,8 @@ static const char page_css[] =
 
 static void h(struct sbuf *o, const char *s)
 {
-    sbuf_html(o, s ? s : "");
+    s = s ? s : "";
+    statuspage_markup_text(o, s, strlen(s));
 }
 
 static void h_time(struct sbuf *o, int64_t ms)

@@ -141,6 +141,12 @@ void statuspage_incident_json(struct sbuf *out, const struct statuspage_view *v,
 /* Overall indicator (none/minor/major/critical) and its description. */
 void statuspage_overall(const struct statuspage_view *v, int *impact, const char **description);
 
+/* Append s[0..len) as text for HTML or XML (element content or a quoted
+ * attribute): & < > " ' escaped, and everything an XML parser refuses
+ * replaced with U+FFFD: invalid UTF-8 (one per bad byte, lone surrogates
+ * included), C0 controls other than tab, LF and CR, U+FFFE and U+FFFF. */
+void statuspage_markup_text(struct sbuf *out, const char *s, size_t len);
+
 /* ISO 8601 with milliseconds and a numeric offset, UTC:
  * "2025-11-26T09:05:03.120+00:00".  out needs 32 bytes. */
 void statuspage_time(int64_t ms, char out[32]);

@@ -66,7 +66,15 @@ static const char store_schema[] =
     "CREATE TABLE IF NOT EXISTS update_components("
     "  update_id INTEGER NOT NULL REFERENCES updates(id), pos INTEGER NOT NULL, code TEXT NOT NULL,"
     "  old_status INTEGER NOT NULL, new_status INTEGER NOT NULL,"
-    "  PRIMARY KEY(update_id, pos)) WITHOUT ROWID;";
+    "  PRIMARY KEY(update_id, pos)) WITHOUT ROWID;"
+    /* Added after the first release of the schema.  CREATE IF NOT EXISTS
+     * adds it to an existing database at the next start; the version stays
+     * 1 because an older rampart simply ignores the table, so going back to
+     * it needs no migration either. */
+    "CREATE TABLE IF NOT EXISTS release_verdicts("
+    "  upstream TEXT NOT NULL, release_id TEXT NOT NULL, state TEXT NOT NULL, weight_bp INTEGER NOT NULL,"
+    "  source TEXT NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY(upstream, release_id)) WITHOUT ROWID;";
 
 enum store_stmt {
     S_BEGIN,
@@ -91,6 +99,8 @@ enum store_stmt {
     S_UPD_GET,
     S_UPD_COMP_ADD,
     S_UPD_COMP_GET,
+    S_REL_PUT,
+    S_REL_GET,
     S_COUNT
 };
 
@@ -153,6 +163,13 @@ static const char *const store_sql[S_COUNT] = {
     [S_UPD_COMP_GET] = "SELECT uc.update_id, uc.code, uc.old_status, uc.new_status FROM update_components uc"
                        " JOIN updates u ON u.id = uc.update_id WHERE u.incident_id = ?1"
                        " ORDER BY uc.update_id DESC, uc.pos",
+    [S_REL_PUT] = "INSERT INTO release_verdicts(upstream, release_id, state, weight_bp, source, reason, at_ms)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                  " ON CONFLICT(upstream, release_id) DO UPDATE SET state = excluded.state,"
+                  " weight_bp = excluded.weight_bp, source = excluded.source, reason = excluded.reason,"
+                  " at_ms = excluded.at_ms",
+    [S_REL_GET] = "SELECT state, weight_bp, source, reason, at_ms FROM release_verdicts"
+                  " WHERE upstream = ?1 AND release_id = ?2",
 };
 
 struct store {
@@ -926,4 +943,55 @@ int64_t store_id_decode(char kind, const char *text, size_t len)
     if (row == 0 || row >= (uint64_t)ID_MAX_ROW)
         return -1;
     return (int64_t)row;
+}
+
+/* ---- release verdicts ---- */
+
+int store_release_put(struct store *s, const struct store_release *r)
+{
+    sqlite3_stmt *st = s->st[S_REL_PUT];
+    sqlite3_bind_text(st, 1, r->upstream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->release, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, r->weight_bp);
+    sqlite3_bind_text(st, 5, r->source, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, r->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, r->at_ms);
+    return exec_stmt(s, S_REL_PUT);
+}
+
+static void copy_col(sqlite3_stmt *st, int col, char *out, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    rp_snprintf(out, cap, "%s", t ? (const char *)t : "");
+}
+
+int store_release_get(struct store *s, const char *upstream, const char *release, struct store_release *out,
+                      bool *found)
+{
+    int rc = RP_ERR;
+    sqlite3_stmt *st = s->st[S_REL_GET];
+    *found = false;
+    sqlite3_bind_text(st, 1, upstream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, release, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        rp_snprintf(out->upstream, sizeof out->upstream, "%s", upstream);
+        rp_snprintf(out->release, sizeof out->release, "%s", release);
+        copy_col(st, 0, out->state, sizeof out->state);
+        sqlite3_int64 w = sqlite3_column_int64(st, 1);
+        out->weight_bp = w < 0 ? 0 : (unsigned)RP_MIN(w, (sqlite3_int64)UINT32_MAX);
+        copy_col(st, 2, out->source, sizeof out->source);
+        copy_col(st, 3, out->reason, sizeof out->reason);
+        out->at_ms = sqlite3_column_int64(st, 4);
+        *found = true;
+        rc = RP_OK;
+    } else if (step == SQLITE_DONE) {
+        rc = RP_OK;
+    } else {
+        store_log(s, "read release verdict");
+    }
+    stmt_done(st);
+    return rc;
 }

@@ -12,7 +12,10 @@
  *   days         the same counts folded per UTC day once minutes are older
  *                than the retention (400 days by default);
  *   incidents    incidents and scheduled maintenances, kept forever, with
- *                their updates and the components they affect.
+ *                their updates and the components they affect;
+ *   release_verdicts  per upstream and release, the last verdict of release
+ *                control (rolled back, promoted, paused...), so a restart
+ *                does not send traffic to a release already judged bad.
  *
  * Every write is one transaction that is committed before the call returns,
  * so a write the admin API acknowledged survives a kill -9 of the process
@@ -166,6 +169,28 @@ void store_incident_clear(struct store_incident *inc);
 void store_incidents_free(struct store_incident *v, size_t n);
 /* Deep copy (for callers that keep an incident beyond a reload). */
 void store_incident_copy(struct store_incident *dst, const struct store_incident *src);
+
+/* ---- release verdicts ---- */
+
+/* Field sizes follow canary.h (names, reasons); longer text is cut. */
+struct store_release {
+    char upstream[64];
+    char release[64]; /* release id (canary_release_id) */
+    char state[16];   /* canary state name ("rolled_back", "promoted", ...); text, so a
+                       * reordered enum cannot change what a stored row means */
+    unsigned weight_bp;
+    char source[8]; /* auto, admin */
+    char reason[240];
+    int64_t at_ms; /* wall clock of the verdict */
+};
+
+/* Insert or replace the verdict on (r->upstream, r->release); committed
+ * before returning (one statement). */
+int store_release_put(struct store *s, const struct store_release *r);
+/* The verdict on (upstream, release): *found false when none is stored
+ * (*out is then untouched).  RP_OK or RP_ERR. */
+int store_release_get(struct store *s, const char *upstream, const char *release, struct store_release *out,
+                      bool *found);
 
 /* ---- ids ---- */
 

@@ -174,3 +174,74 @@ double rp_rand01(void)
 {
     return (double)(rp_rand64() >> 11) * (1.0 / 9007199254740992.0);
 }
+
+/* ---- UTF-8 ---- */
+
+int rp_utf8_next(const char *s, size_t len, uint32_t *cp)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (len == 0)
+        return RP_ERR;
+    uint32_t c = p[0];
+    size_t n;
+    uint32_t min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, min = 0x80, c &= 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, min = 0x800, c &= 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, min = 0x10000, c &= 0x07;
+    else
+        return RP_ERR; /* continuation byte, 0xc0/0xc1 (overlong), 0xf5.. */
+    if (len < n)
+        return RP_ERR;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return RP_ERR;
+        c = c << 6 | (p[i] & 0x3f);
+    }
+    /* Overlong forms would let one character hide behind another
+     * encoding; surrogates are not characters. */
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return RP_ERR;
+    *cp = c;
+    return (int)n;
+}
+
+size_t rp_utf8_prefix(const char *s, size_t max_bytes)
+{
+    size_t i = 0;
+    while (i < max_bytes && s[i]) {
+        size_t avail = max_bytes - i;
+        /* Never look past a NUL, even inside a truncated sequence. */
+        size_t k = 0;
+        while (k < avail && k < 4 && s[i + k])
+            k++;
+        uint32_t cp;
+        int n = rp_utf8_next(s + i, k, &cp);
+        if (n < 0)
+            break;
+        i += (size_t)n;
+    }
+    return i;
+}
+
+bool rp_utf8_valid(const char *s, size_t len, size_t *bad_at)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint32_t cp;
+        int n = rp_utf8_next(s + i, len - i, &cp);
+        if (n < 0) {
+            if (bad_at)
+                *bad_at = i;
+            return false;
+        }
+        i += (size_t)n;
+    }
+    return true;
+}

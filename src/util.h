@@ -64,6 +64,19 @@ bool rp_strieq(const char *s, size_t len, const char *lit);
 /* 64-bit FNV-1a; used for hashing tenant keys (never stored in clear). */
 uint64_t rp_hash64(const void *data, size_t len);
 
+/* UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
+ * U+10FFFF).  rp_utf8_next decodes the sequence at s[0..len): its length
+ * (1..4) with *cp set, or RP_ERR when the bytes there are not a complete,
+ * valid sequence. */
+int rp_utf8_next(const char *s, size_t len, uint32_t *cp);
+/* Length of the longest prefix of s, at most max_bytes long and stopping
+ * at a NUL, made of whole valid characters: the place to cut a string
+ * that must stay valid UTF-8 (printf "%.*s" with this length). */
+size_t rp_utf8_prefix(const char *s, size_t max_bytes);
+/* Whether s[0..len) is valid UTF-8; when not, *bad_at (may be NULL) is the
+ * offset of the first byte that does not start a valid sequence. */
+bool rp_utf8_valid(const char *s, size_t len, size_t *bad_at);
+
 /* Small fast PRNG (xorshift64*), seeded per process; deterministic when
  * seeded explicitly. */
 void rp_rand_seed(uint64_t seed);

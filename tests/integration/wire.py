@@ -104,6 +104,14 @@ def ok_handler(conn, req):
 # client helpers
 
 
+def recv_more(sock, seen):
+    """The next bytes of a response, or EOFError(seen) when the peer closed."""
+    d = sock.recv(65536)
+    if not d:
+        raise EOFError(seen)
+    return d
+
+
 def read_response(sock, timeout=10):
     """Read one HTTP response (Content-Length, chunked or close framed)."""
     sock.settimeout(timeout)
@@ -132,11 +140,11 @@ def read_response(sock, timeout=10):
         body = b""
         while True:
             while b"\r\n" not in rest:
-                rest += sock.recv(65536)
+                rest += recv_more(sock, body + rest)
             size_line, rest = rest.split(b"\r\n", 1)
             size = int(size_line.split(b";")[0], 16)
             while len(rest) < size + 2:
-                rest += sock.recv(65536)
+                rest += recv_more(sock, body + rest)
             body += rest[:size]
             rest = rest[size + 2:]
             if size == 0:
@@ -164,3 +172,230 @@ def write_config(tmp_path, port, servers, admin_port=None, extra=""):
     path = tmp_path / "rampart.yaml"
     path.write_text(text)
     return str(path)
+
+
+# --------------------------------------------------------------------------
+# helpers for the scenario and privacy tests (added; the ones above are
+# unchanged)
+
+
+class Timeout(Exception):
+    """No byte arrived before the reader's deadline."""
+
+
+class Malformed(Exception):
+    """The peer sent bytes that are not a valid HTTP/1.x response."""
+
+
+class StreamReader:
+    """Reads HTTP/1.x responses from a blocking socket against a deadline,
+    keeping whatever arrives after a response for the next one.  It never
+    raises on a cut body: read_response() reports how the body ended.
+
+    slow = (bytes per recv, seconds to sleep before each recv) makes it a
+    slow reader."""
+
+    def __init__(self, sock, slow=None):
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+        self.slow = slow
+
+    def _fill(self, deadline):
+        """Append at least one byte to buf; False at EOF; Timeout past the
+        deadline; a reset counts as EOF."""
+        import time as _t
+        if self.eof:
+            return False
+        n = 65536
+        if self.slow:
+            n = self.slow[0]
+            _t.sleep(self.slow[1])
+        left = deadline - _t.monotonic()
+        if left <= 0:
+            raise Timeout()
+        self.sock.settimeout(left)
+        try:
+            d = self.sock.recv(n)
+        except socket.timeout:
+            raise Timeout()
+        except OSError:
+            d = b""
+        if not d:
+            self.eof = True
+            return False
+        self.buf += d
+        return True
+
+    def pending(self, wait, deadline=None):
+        """Bytes that arrive within `wait` seconds (b"" if none), and
+        whether the peer closed."""
+        import time as _t
+        end = _t.monotonic() + wait
+        if deadline is not None:
+            end = min(end, deadline)
+        while not self.eof:
+            try:
+                if not self._fill(end):
+                    break
+            except Timeout:
+                break
+        got, self.buf = self.buf, b""
+        return got, self.eof
+
+    def read_response(self, deadline, method="GET"):
+        """One response as a dict:
+          status, version, headers {name: [values]}, body (de-chunked),
+          framing: "length" | "chunked" | "close" | "none",
+          complete: the framing says the body ended (a close-framed body is
+            complete when the peer closes),
+          cut: why it is not complete ("eof" while reading the body),
+          closed_before: the peer closed before any byte of this response
+            (the dict is then {"closed_before": True}).
+        Raises Timeout or Malformed."""
+        while b"\r\n\r\n" not in self.buf:
+            if len(self.buf) > 1 << 20:
+                raise Malformed("response head over 1 MiB")
+            if not self._fill(deadline):
+                if not self.buf:
+                    return {"closed_before": True}
+                raise Malformed(f"closed inside the response head: {self.buf[:200]!r}")
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0") or not parts[1].isdigit() \
+                or len(parts[1]) != 3:
+            raise Malformed(f"bad status line {lines[0][:200]!r}")
+        status = int(parts[1])
+        hdrs = {}
+        for l in lines[1:]:
+            if ":" not in l:
+                raise Malformed(f"bad header line {l[:200]!r}")
+            k, v = l.split(":", 1)
+            hdrs.setdefault(k.strip().lower(), []).append(v.strip())
+        r = {"status": status, "version": parts[0], "headers": hdrs, "body": b"", "complete": False,
+             "cut": None, "closed_before": False, "framing": None}
+        if 100 <= status < 200 and status != 101:
+            r["framing"] = "none"
+            r["complete"] = True
+            r["interim"] = True
+            return r
+        te = ",".join(hdrs.get("transfer-encoding", [])).lower()
+        if method == "HEAD" or status in (204, 304):
+            r["framing"] = "none"
+            r["complete"] = True
+        elif "chunked" in te:
+            r["framing"] = "chunked"
+            self._read_chunked(r, deadline)
+        elif "content-length" in hdrs:
+            vals = set(hdrs["content-length"])
+            if len(vals) != 1 or not next(iter(vals)).isdigit():
+                raise Malformed(f"bad Content-Length {hdrs['content-length']}")
+            n = int(next(iter(vals)))
+            r["framing"] = "length"
+            while len(self.buf) < n:
+                if not self._fill(deadline):
+                    break
+            r["body"], self.buf = self.buf[:n], self.buf[n:]
+            if len(r["body"]) == n:
+                r["complete"] = True
+            else:
+                r["cut"] = f"eof after {len(r['body'])} of {n} bytes"
+        else:
+            r["framing"] = "close"
+            while self._fill(deadline):
+                pass
+            r["body"], self.buf = self.buf, b""
+            r["complete"] = True
+        return r
+
+    def _read_chunked(self, r, deadline):
+        body = []
+        while True:
+            while b"\r\n" not in self.buf:
+                if len(self.buf) > 4096:
+                    raise Malformed(f"chunk size line too long: {self.buf[:100]!r}")
+                if not self._fill(deadline):
+                    r["body"] = b"".join(body)
+                    r["cut"] = "eof in a chunk size line"
+                    return
+            line, rest = self.buf.split(b"\r\n", 1)
+            size_txt = line.split(b";")[0].strip()
+            try:
+                size = int(size_txt, 16)
+            except ValueError:
+                raise Malformed(f"bad chunk size {line[:100]!r}")
+            self.buf = rest
+            if size == 0:
+                # trailers, then the empty line
+                while True:
+                    while b"\r\n" not in self.buf:
+                        if not self._fill(deadline):
+                            r["body"] = b"".join(body)
+                            r["cut"] = "eof in the trailers"
+                            return
+                    tl, self.buf = self.buf.split(b"\r\n", 1)
+                    if tl == b"":
+                        r["body"] = b"".join(body)
+                        r["complete"] = True
+                        return
+            while len(self.buf) < size + 2:
+                if not self._fill(deadline):
+                    body.append(self.buf[:size])
+                    self.buf = b""
+                    r["body"] = b"".join(body)
+                    r["cut"] = "eof inside a chunk"
+                    return
+            if self.buf[size:size + 2] != b"\r\n":
+                raise Malformed("chunk not followed by CRLF")
+            body.append(self.buf[:size])
+            self.buf = self.buf[size + 2:]
+
+
+def http_request(port, path, method="GET", headers=(), body=None, timeout=10):
+    """One request on its own connection (Connection: close); returns
+    (status, headers {name: value}, body)."""
+    s = connect(port)
+    try:
+        h = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        for k, v in headers:
+            h += f"{k}: {v}\r\n"
+        data = body if body is not None else b""
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            h += f"Content-Length: {len(data)}\r\n"
+        s.sendall(h.encode() + b"\r\n" + data)
+        status, hdrs, b, _ = read_response(s, timeout=timeout)
+        return status, hdrs, b
+    finally:
+        s.close()
+
+
+def proc_fds(pid):
+    """(open descriptors, of which sockets) of a process, from /proc."""
+    import os as _os
+    total = sockets = 0
+    d = f"/proc/{pid}/fd"
+    for name in _os.listdir(d):
+        try:
+            target = _os.readlink(f"{d}/{name}")
+        except OSError:
+            continue
+        total += 1
+        if target.startswith("socket:"):
+            sockets += 1
+    return total, sockets
+
+
+def distinct_ports(n):
+    """n loopback ports that were free a moment ago, all different (the
+    sockets stay open until every port is chosen)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

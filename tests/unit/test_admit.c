@@ -162,6 +162,291 @@ static void test_probe_undo_after_release(void **state)
     assert_int_equal(admit_limit(&l), 16);
 }
 
+/* ---- a server that never slows down ----------------------------------------------
+ *
+ * A model server with more slots than the traffic needs: every request gets
+ * its first byte a fixed time after dispatch, however many run at once, and
+ * then streams for a fixed time.  The gateway side is the proxy's: an
+ * arrival takes a slot when nobody waits, else it queues; slots freed (or
+ * added) are handed to waiters; a 100 ms timer ticks the limiter and expires
+ * waiters.  A request can also be a stalled client (no first byte ever) that
+ * ends as `how` after its hold time. */
+
+#define FLAT_NEVER UINT64_MAX
+
+struct flat_req {
+    struct admit_waiter w;
+    struct admit_ticket tk;
+    uint64_t arrive_us, ttft_us, hold_us;
+    enum admit_outcome how;
+    uint64_t first_at, end_at;
+    int st; /* 0 not arrived, 1 queued, 2 waiting for its first byte, 3 streaming, 4 done, 5 refused */
+};
+
+struct flat_stats {
+    uint32_t refused;       /* queue full, deadline or shed */
+    uint32_t served;        /* dispatched */
+    uint32_t max_inflight;
+};
+
+static void flat_dispatch(struct admit_limiter *l, struct flat_req *r, uint64_t now)
+{
+    assert_int_equal(admit_acquire(l, now, &r->tk), RP_OK);
+    r->st = 2;
+    r->first_at = r->ttft_us == FLAT_NEVER ? FLAT_NEVER : now + r->ttft_us;
+    r->end_at = now + r->hold_us;
+}
+
+static void flat_pump(struct admit_limiter *l, struct admit_queue *q, struct flat_stats *fs, uint64_t now)
+{
+    struct admit_waiter *w;
+    while (admit_free_slots(l) > 0 && (w = admit_dequeue(q, now))) {
+        struct flat_req *r = (struct flat_req *)((char *)w - offsetof(struct flat_req, w));
+        flat_dispatch(l, r, now);
+        fs->served++;
+    }
+}
+
+/* Run requests r[0..n) (arrive_us ascending) from `from` to `to` in 1 ms
+ * steps.  Returns what happened to them in that time. */
+static struct flat_stats flat_run(struct admit_limiter *l, struct admit_queue *q, struct flat_req *r, size_t n,
+                                  uint64_t from, uint64_t to)
+{
+    struct flat_stats fs = {0};
+    size_t next = 0;
+    while (next < n && r[next].arrive_us < from)
+        next++;
+    for (uint64_t now = from; now < to; now += MS) {
+        for (size_t i = 0; i < n; i++) {
+            struct flat_req *x = &r[i];
+            if (x->st == 2 && now >= x->first_at) {
+                admit_first_byte(l, &x->tk, now);
+                x->st = 3;
+            }
+            if ((x->st == 2 || x->st == 3) && now >= x->end_at) {
+                admit_release(l, &x->tk, now, x->how);
+                x->st = 4;
+                flat_pump(l, q, &fs, now);
+            }
+        }
+        while (next < n && r[next].arrive_us <= now) {
+            struct flat_req *x = &r[next++];
+            if (admit_queue_len(q) == 0 && admit_free_slots(l) > 0) {
+                flat_dispatch(l, x, now);
+                fs.served++;
+                continue;
+            }
+            struct admit_waiter *ev = NULL;
+            if (admit_enqueue(q, &x->w, 1, ADMIT_INTERACTIVE, 1, 1, now, &ev) == RP_OK)
+                x->st = 1;
+            else {
+                x->st = 5;
+                fs.refused++;
+            }
+            if (ev) {
+                ((struct flat_req *)((char *)ev - offsetof(struct flat_req, w)))->st = 5;
+                fs.refused++;
+            }
+            flat_pump(l, q, &fs, now);
+        }
+        if (now % (100 * MS) == 0) {
+            struct admit_waiter *w;
+            enum admit_reason why;
+            admit_limiter_tick(l, now);
+            while ((w = admit_expire(q, now, &why))) {
+                ((struct flat_req *)((char *)w - offsetof(struct flat_req, w)))->st = 5;
+                fs.refused++;
+            }
+            flat_pump(l, q, &fs, now);
+        }
+        if (l->inflight > fs.max_inflight)
+            fs.max_inflight = l->inflight;
+    }
+    return fs;
+}
+
+/* count requests at rate per second from t0, each with the given times. */
+static void flat_fill(struct flat_req *r, size_t count, uint64_t t0, double rate, uint64_t ttft, uint64_t hold,
+                      enum admit_outcome how)
+{
+    for (size_t i = 0; i < count; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].arrive_us = t0 + (uint64_t)((double)i * 1e6 / rate);
+        r[i].ttft_us = ttft;
+        r[i].hold_us = hold;
+        r[i].how = how;
+    }
+}
+
+/* 300 streams of 20 s, 30 new ones a second, in front of a server whose
+ * first byte always takes 30 ms: nothing says the server is slowing down,
+ * so nobody may be refused.  Concurrency grows to 300 without a single
+ * completion for 20 s: growth must follow first bytes, not completions. */
+static void test_long_streams_not_shed(void **state)
+{
+    (void)state;
+    struct admit_conf c = default_conf();
+    struct admit_limiter l;
+    struct admit_queue q;
+    admit_limiter_init(&l, &c.limiter, NULL, 0);
+    admit_queue_init(&q, &c.queue, NULL);
+    enum { N = 300 };
+    struct flat_req *r = rp_xcalloc(N, sizeof *r);
+    flat_fill(r, N, 0, 30.0, 30 * MS, 20 * SEC, ADMIT_DONE);
+    struct flat_stats fs = flat_run(&l, &q, r, N, 0, 35 * SEC);
+    print_message("  long streams: refused %u of %u, max in flight %u, limit %u, decreases %lu\n", fs.refused, N,
+                  fs.max_inflight, admit_limit(&l), (unsigned long)l.decreases);
+    assert_int_equal(fs.refused, 0);
+    assert_int_equal(fs.served, N);
+    assert_int_equal(l.decreases, 0);
+    admit_queue_free(&q);
+    free(r);
+}
+
+/* The same ramp after the limiter has once been told the server is
+ * overloaded (one 429 at the start): leaving slow start must not tie
+ * growth to the stream length (probes once per 3 durations = 30 s). */
+static void test_long_streams_after_congestion(void **state)
+{
+    (void)state;
+    struct admit_conf c = default_conf();
+    struct admit_limiter l;
+    struct admit_queue q;
+    admit_limiter_init(&l, &c.limiter, NULL, 0);
+    admit_queue_init(&q, &c.queue, NULL);
+    enum { W = 40, N = 300 };
+    struct flat_req *r = rp_xcalloc(W + N, sizeof *r);
+    /* Warm-up: short answers, one of them a 429, so the baseline is known
+     * and slow start is over. */
+    flat_fill(r, W, 0, 10.0, 30 * MS, 200 * MS, ADMIT_DONE);
+    r[W / 2].how = ADMIT_OVERLOADED;
+    flat_run(&l, &q, r, W, 0, 5 * SEC);
+    assert_true(l.congestion_seen);
+    /* Then long streams, which also set the mean duration to 20 s. */
+    flat_fill(r + W, N, 5 * SEC, 30.0, 30 * MS, 20 * SEC, ADMIT_DONE);
+    struct flat_stats fs = flat_run(&l, &q, r + W, N, 5 * SEC, 40 * SEC);
+    print_message("  long streams after a 429: refused %u of %u, max in flight %u, limit %u\n", fs.refused, N,
+                  fs.max_inflight, admit_limit(&l));
+    /* The limit starts just below the level of the 429 and probes its way
+     * back up, paced once; from there each probe that holds is followed
+     * at once.  That costs some waiters in the first second (the queue
+     * sheds after a few departure intervals of the warm-up), never a
+     * large share: with probes paced by the stream length it was 291. */
+    assert_true(fs.refused <= N / 10);
+    assert_true(fs.max_inflight >= N - N / 10);
+    admit_queue_free(&q);
+    free(r);
+}
+
+/* Clients that stall while sending their body hold slots and never see a
+ * first byte; they end as CANCELLED.  Beside healthy traffic that is
+ * answered at baseline latency they are not a queue in the server, so the
+ * limit must not come down for them, and their release feeds nothing. */
+static void test_stalled_clients_do_not_shrink(void **state)
+{
+    (void)state;
+    struct admit_conf c = default_conf();
+    struct admit_limiter l;
+    struct admit_queue q;
+    admit_limiter_init(&l, &c.limiter, NULL, 0);
+    admit_queue_init(&q, &c.queue, NULL);
+    enum { N = 320 };
+    struct flat_req *r = rp_xcalloc(N, sizeof *r);
+    /* 300 healthy streams at 30/s; every 16th arrival is a stalled client
+     * instead (20 of them), which gives up after 20 s. */
+    flat_fill(r, N, 0, 32.0, 30 * MS, 20 * SEC, ADMIT_DONE);
+    for (size_t i = 8; i < N; i += 16) {
+        r[i].ttft_us = FLAT_NEVER;
+        r[i].how = ADMIT_CANCELLED;
+    }
+    struct flat_stats fs = flat_run(&l, &q, r, N, 0, 35 * SEC);
+    print_message("  stalled clients: refused %u of %u, decreases %lu, limit %u\n", fs.refused, N,
+                  (unsigned long)l.decreases, admit_limit(&l));
+    assert_int_equal(l.decreases, 0);
+    assert_int_equal(fs.refused, 0);
+    admit_queue_free(&q);
+    free(r);
+}
+
+/* A cancelled request says nothing about the server: however long the
+ * client held its slot, with or without a first byte, its release changes
+ * neither the limit nor the baseline nor the duration that paces probing. */
+static void test_cancelled_release_feeds_nothing(void **state)
+{
+    (void)state;
+    struct admit_conf c = default_conf();
+    struct admit_limiter l;
+    struct admit_queue q;
+    admit_limiter_init(&l, &c.limiter, NULL, 0);
+    admit_queue_init(&q, &c.queue, NULL);
+    enum { W = 60 };
+    struct flat_req r[W];
+    flat_fill(r, W, 0, 20.0, 30 * MS, 500 * MS, ADMIT_DONE);
+    flat_run(&l, &q, r, W, 0, 5 * SEC);
+    uint32_t lim = admit_limit(&l);
+    double base = l.baseline_us, dur = l.dur_ema_us;
+    uint64_t dec = l.decreases;
+    assert_true(base > 0.0 && dur > 0.0);
+    /* Eight cancelled after 60 s of streaming, four before their first
+     * byte (gone within one baseline, before they could look late). */
+    struct admit_ticket t[12];
+    uint64_t now = 6 * SEC;
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(admit_acquire(&l, now, &t[i]), RP_OK);
+    now += 30 * MS;
+    for (int i = 0; i < 8; i++)
+        admit_first_byte(&l, &t[i], now);
+    for (int i = 8; i < 12; i++)
+        admit_release(&l, &t[i], now, ADMIT_CANCELLED);
+    for (int s = 0; s < 600; s++) {
+        now += 100 * MS;
+        admit_limiter_tick(&l, now);
+    }
+    for (int i = 0; i < 8; i++)
+        admit_release(&l, &t[i], now, ADMIT_CANCELLED);
+    admit_limiter_tick(&l, now + 100 * MS);
+    assert_true(admit_limit(&l) >= lim);
+    assert_int_equal(l.decreases, dec);
+    assert_true(l.baseline_us == base);
+    assert_true(l.dur_ema_us == dur);
+    admit_queue_free(&q);
+}
+
+/* After the server hung for a while (requests dispatched, no first byte,
+ * ended by the client after 20 s), the limit has come down to its minimum.
+ * Once the server answers normally again it must grow back at the pace of
+ * first bytes, even though the last streams lasted 20 s: no permanent
+ * collapse, and the minimum still lets traffic through meanwhile. */
+static void test_recovers_after_failures(void **state)
+{
+    (void)state;
+    struct admit_conf c = default_conf();
+    struct admit_limiter l;
+    struct admit_queue q;
+    admit_limiter_init(&l, &c.limiter, NULL, 0);
+    admit_queue_init(&q, &c.queue, NULL);
+    enum { W = 30, S = 20, N = 300 };
+    struct flat_req *r = rp_xcalloc(W + S + N, sizeof *r);
+    /* 20 s streams at 1/s: the mean duration is 20 s. */
+    flat_fill(r, W, 0, 1.0, 30 * MS, 20 * SEC, ADMIT_DONE);
+    flat_run(&l, &q, r, W, 0, 55 * SEC);
+    /* The server hangs: 20 requests get no first byte; 20 s later their
+     * clients give up. */
+    flat_fill(r + W, S, 55 * SEC, 20.0, FLAT_NEVER, 20 * SEC, ADMIT_CANCELLED);
+    flat_run(&l, &q, r + W, S, 55 * SEC, 77 * SEC);
+    uint32_t low = admit_limit(&l);
+    assert_true(l.decreases > 0);
+    /* Healthy again: 300 streams of 20 s at 30/s. */
+    flat_fill(r + W + S, N, 77 * SEC, 30.0, 30 * MS, 20 * SEC, ADMIT_DONE);
+    struct flat_stats fs = flat_run(&l, &q, r + W + S, N, 77 * SEC, 110 * SEC);
+    print_message("  after a hang: limit %u -> %u, refused %u of %u, max in flight %u\n", low, admit_limit(&l),
+                  fs.refused, N, fs.max_inflight);
+    assert_true(fs.refused <= N / 10);
+    assert_true(fs.max_inflight >= N - N / 10);
+    admit_queue_free(&q);
+    free(r);
+}
+
 /* ---- the simulated model server ------------------------------------------------ */
 
 enum ev_type { EV_ARRIVE, EV_FIRST, EV_DONE, EV_TICK };
@@ -1098,6 +1383,11 @@ int main(void)
         cmocka_unit_test(test_static_limit),
         cmocka_unit_test(test_never_exceeds_limit),
         cmocka_unit_test(test_probe_undo_after_release),
+        cmocka_unit_test(test_long_streams_not_shed),
+        cmocka_unit_test(test_long_streams_after_congestion),
+        cmocka_unit_test(test_stalled_clients_do_not_shrink),
+        cmocka_unit_test(test_cancelled_release_feeds_nothing),
+        cmocka_unit_test(test_recovers_after_failures),
         cmocka_unit_test(test_priority_order),
         cmocka_unit_test(test_drr_fairness),
         cmocka_unit_test(test_deadline_expiry),

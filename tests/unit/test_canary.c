@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -723,6 +724,17 @@ static void test_admin(void **state)
     assert_non_null(strstr(resp.body.data, "JSON object"));
     call("POST", "/api/v1/canary/chat", "[1]", &resp);
     assert_int_equal(resp.status, 400);
+    /* Answers stay valid UTF-8: bytes that are not are refused, not echoed. */
+    call("POST", "/api/v1/canary/chat", "{\"action\":\"pause\xff\"}", &resp);
+    assert_int_equal(resp.status, 400);
+    assert_true(rp_utf8_valid(resp.body.data, resp.body.len, NULL));
+    assert_non_null(strstr(resp.body.data, "byte 0xFF at offset 16"));
+    call("POST", "/api/v1/canary/chat", "{\"action\":\"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\"", &resp);
+    assert_int_equal(resp.status, 400);
+    assert_true(rp_utf8_valid(resp.body.data, resp.body.len, NULL));
+    json_t *ej = json_loadb(resp.body.data, resp.body.len, 0, NULL);
+    assert_non_null(ej);
+    json_decref(ej);
     call("POST", "/api/v1/canary/chat", NULL, &resp);
     assert_int_equal(resp.status, 400);
     call("DELETE", "/api/v1/canary/chat", NULL, &resp);
@@ -812,6 +824,236 @@ static void test_metrics_and_state(void **state)
     canary_free(c);
 }
 
+/* ---- release identity and stored verdicts ---- */
+
+static void test_release_id(void **state)
+{
+    (void)state;
+    char a[CANARY_RELEASE_MAX], b[CANARY_RELEASE_MAX];
+    struct canary_server_ref one[2] = {{"127.0.0.1:9003", 1}, {"127.0.0.1:9004", 2}};
+    struct canary_server_ref swapped[2] = {{"127.0.0.1:9004", 2}, {"127.0.0.1:9003", 1}};
+    canary_release_id(NULL, one, 2, a);
+    assert_int_equal(strlen(a), strlen("servers-") + 16);
+    assert_memory_equal(a, "servers-", 8);
+    canary_release_id("", swapped, 2, b);
+    assert_string_equal(a, b); /* the order in the file does not matter */
+    struct canary_server_ref w[2] = {{"127.0.0.1:9003", 1}, {"127.0.0.1:9004", 3}};
+    canary_release_id(NULL, w, 2, b);
+    assert_string_not_equal(a, b); /* another weight: another release */
+    struct canary_server_ref moved[2] = {{"127.0.0.1:9003", 1}, {"127.0.0.1:9005", 2}};
+    canary_release_id(NULL, moved, 2, b);
+    assert_string_not_equal(a, b);
+    canary_release_id(NULL, one, 1, b);
+    assert_string_not_equal(a, b);
+    /* Address and weight cannot trade digits ("...:90031" + "1" vs "...:9003" + "11"). */
+    struct canary_server_ref p1[1] = {{"127.0.0.1:90031", 1}}, p2[1] = {{"127.0.0.1:9003", 11}};
+    canary_release_id(NULL, p1, 1, a);
+    canary_release_id(NULL, p2, 1, b);
+    assert_string_not_equal(a, b);
+    /* A label names the release whatever the servers. */
+    canary_release_id("v2.4.1", one, 2, a);
+    assert_string_equal(a, "v2.4.1");
+    canary_release_id("v2.4.1", moved, 2, b);
+    assert_string_equal(b, "v2.4.1");
+    enum canary_state st;
+    for (int i = 0; i < CANARY_STATES; i++) {
+        assert_int_equal(canary_state_from_name(canary_state_name((enum canary_state)i), &st), RP_OK);
+        assert_int_equal(st, i);
+    }
+    assert_int_equal(canary_state_from_name("rolledback", &st), RP_ERR);
+}
+
+struct vlog {
+    struct canary_verdict v[16];
+    size_t n;
+};
+
+static void on_verdict(void *arg, const struct canary *c, const struct canary_verdict *v)
+{
+    struct vlog *l = arg;
+    (void)c;
+    if (l->n < RP_ARRAY_LEN(l->v))
+        l->v[l->n++] = *v;
+}
+
+/* Every change after the start reaches the verdict callback with the new
+ * state, the release it is about and why. */
+static void test_verdict_cb(void **state)
+{
+    (void)state;
+    struct canary_conf conf = CANARY_CONF_DEFAULT;
+    int q = quiet_begin();
+    struct canary *c = canary_new("verdicts", &conf, 0);
+    canary_set_release(c, "servers-00000000000000aa");
+    struct vlog log = {.n = 0};
+    canary_set_verdict_cb(c, on_verdict, &log);
+    assert_int_equal(log.n, 0);
+    assert_int_equal(canary_set_weight(c, 1250, SEC), RP_OK);
+    assert_int_equal(canary_rollback(c, "bad deploy", 2 * SEC), RP_OK);
+    assert_int_equal(canary_resume(c, 3 * SEC), RP_OK);
+    assert_int_equal(canary_set_weight(c, 10000, 4 * SEC), RP_OK);
+    quiet_end(q);
+    assert_int_equal(log.n, 4);
+    assert_int_equal(log.v[0].state, CANARY_PAUSED);
+    assert_int_equal(log.v[0].weight_bp, 1250);
+    assert_int_equal(log.v[1].state, CANARY_ROLLED_BACK);
+    assert_int_equal(log.v[1].weight_bp, 0);
+    assert_string_equal(log.v[1].source, "admin");
+    assert_string_equal(log.v[1].release, "servers-00000000000000aa");
+    assert_non_null(strstr(log.v[1].reason, "bad deploy"));
+    assert_true(log.v[1].wall_ms > 1700000000000LL);
+    assert_int_equal(log.v[2].state, CANARY_RUNNING); /* the resume replaces the rollback */
+    assert_int_equal(log.v[2].weight_bp, 500);
+    assert_int_equal(log.v[3].state, CANARY_PROMOTED);
+    canary_free(c);
+}
+
+/* An automatic rollback goes through the callback too. */
+static void test_verdict_auto_rollback(void **state)
+{
+    (void)state;
+    struct canary_conf conf = CANARY_CONF_DEFAULT;
+    conf.interval_us = 5 * SEC;
+    conf.min_samples = 50;
+    int q = quiet_begin();
+    struct canary *c = canary_new("verdict-auto", &conf, 0);
+    canary_set_release(c, "v1");
+    struct vlog log = {.n = 0};
+    canary_set_verdict_cb(c, on_verdict, &log);
+    for (uint64_t s = 0; s < 300 && c->state == CANARY_RUNNING; s++) {
+        for (int k = 0; k < 40; k++) {
+            int g = k % 4 == 0;
+            canary_record(c, g, g && k % 8 == 0, 200000 + (uint64_t)k * 1000, s * SEC + (uint64_t)k * 1000);
+        }
+        canary_tick(c, s * SEC + SEC - 1);
+    }
+    quiet_end(q);
+    assert_int_equal(c->state, CANARY_ROLLED_BACK);
+    assert_int_equal(log.n, 1);
+    assert_int_equal(log.v[0].state, CANARY_ROLLED_BACK);
+    assert_string_equal(log.v[0].source, "auto");
+    assert_string_equal(log.v[0].release, "v1");
+    assert_non_null(strstr(log.v[0].reason, "error ratio"));
+    canary_free(c);
+}
+
+static struct canary_verdict make_verdict(const char *release, enum canary_state st, unsigned w, const char *why)
+{
+    struct canary_verdict v;
+    memset(&v, 0, sizeof v);
+    rp_snprintf(v.release, sizeof v.release, "%s", release);
+    v.state = st;
+    v.weight_bp = w;
+    rp_snprintf(v.source, sizeof v.source, "auto");
+    rp_snprintf(v.reason, sizeof v.reason, "%s", why);
+    v.wall_ms = 1764000000123LL; /* 2025-11-24T16:00:00.123Z */
+    return v;
+}
+
+/* The same release after a restart keeps its verdict; a new release, or a
+ * rollout that was still running, starts fresh. */
+static void test_restore(void **state)
+{
+    (void)state;
+    struct canary_conf conf = CANARY_CONF_DEFAULT;
+    const char *why = "error ratio 5.83% (n=103) vs stable 0.44% (n=2298)";
+    struct canary_verdict rb = make_verdict("servers-00000000000000aa", CANARY_ROLLED_BACK, 0, why);
+    int q = quiet_begin();
+
+    /* Same release: rolled back at once, with the original reason and time. */
+    struct canary *c = canary_new("restore", &conf, 0);
+    struct evlog events = {.n = 0};
+    struct vlog stored = {.n = 0};
+    canary_set_event_cb(c, on_event, &events);
+    canary_set_release(c, "servers-00000000000000aa");
+    assert_true(canary_restore(c, &rb, SEC));
+    canary_set_verdict_cb(c, on_verdict, &stored);
+    assert_int_equal(c->state, CANARY_ROLLED_BACK);
+    assert_int_equal(canary_weight_bp(c), 0);
+    assert_string_equal(c->reason, why);
+    assert_int_equal(c->state_since_ms, rb.wall_ms);
+    assert_true(c->restored);
+    assert_int_equal(events.n, 1);
+    assert_string_equal(events.actions[0], "restore");
+    assert_int_equal(stored.n, 0); /* a restore is not stored again */
+    for (unsigned t = 0; t < 10000; t++)
+        assert_int_equal(canary_pick_group(c, tenant_hash(t)), 0);
+    /* Traffic and time do not bring it back, and it is never promoted. */
+    for (uint64_t s = 1; s < 1200; s++) {
+        canary_record(c, 0, false, 300000, s * SEC);
+        assert_int_equal(canary_tick(c, s * SEC), CANARY_CONTINUE);
+    }
+    assert_int_equal(canary_weight_bp(c), 0);
+    assert_int_equal(canary_promote(c, 1200 * SEC), RP_ERR);
+    struct sbuf out;
+    sbuf_init(&out, 0);
+    canary_render_json(c, &out, 1200 * SEC);
+    json_error_t jerr;
+    json_t *doc = json_loadb(out.data, out.len, 0, &jerr);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "rolled_back");
+    assert_string_equal(json_string_value(json_object_get(doc, "release")), "servers-00000000000000aa");
+    assert_string_equal(json_string_value(json_object_get(doc, "state_since")), "2025-11-24T16:00:00.123Z");
+    assert_true(json_is_true(json_object_get(doc, "restored")));
+    assert_string_equal(json_string_value(json_object_get(doc, "reason")), why);
+    json_decref(doc);
+    sbuf_free(&out);
+    /* The operator's way out is unchanged: resume starts a new attempt,
+     * and that is stored. */
+    assert_int_equal(canary_resume(c, 1201 * SEC), RP_OK);
+    assert_int_equal(canary_weight_bp(c), 500);
+    assert_false(c->restored);
+    assert_int_equal(stored.n, 1);
+    assert_int_equal(stored.v[0].state, CANARY_RUNNING);
+    canary_free(c);
+
+    /* Another release (the config changed): the verdict does not apply. */
+    c = canary_new("restore", &conf, 0);
+    canary_set_release(c, "servers-00000000000000bb");
+    assert_false(canary_restore(c, &rb, SEC));
+    assert_int_equal(c->state, CANARY_RUNNING);
+    assert_int_equal(canary_weight_bp(c), 500);
+    assert_false(c->restored);
+    canary_free(c);
+    /* No release known: nothing can match. */
+    c = canary_new("restore", &conf, 0);
+    assert_false(canary_restore(c, &rb, SEC));
+    assert_int_equal(canary_weight_bp(c), 500);
+    canary_free(c);
+
+    /* Promoted stays promoted. */
+    struct canary_verdict pr = make_verdict("v2", CANARY_PROMOTED, 10000, "step 3 (50%) passed");
+    c = canary_new("restore", &conf, 0);
+    canary_set_release(c, "v2");
+    assert_true(canary_restore(c, &pr, SEC));
+    assert_int_equal(c->state, CANARY_PROMOTED);
+    assert_int_equal(canary_weight_bp(c), 10000);
+    assert_int_equal(c->step, conf.num_steps - 1);
+    for (unsigned t = 0; t < 1000; t++)
+        assert_int_equal(canary_pick_group(c, tenant_hash(t)), 1);
+    canary_free(c);
+
+    /* An operator's hold stays at its weight, paused. */
+    struct canary_verdict pa = make_verdict("v2", CANARY_PAUSED, 1250, "weight set to 12.5% by admin");
+    c = canary_new("restore", &conf, 0);
+    canary_set_release(c, "v2");
+    assert_true(canary_restore(c, &pa, SEC));
+    assert_int_equal(c->state, CANARY_PAUSED);
+    assert_int_equal(canary_weight_bp(c), 1250);
+    assert_int_equal(c->step, 0);
+    canary_free(c);
+
+    /* A rollout still running starts again from the first step. */
+    struct canary_verdict ru = make_verdict("v2", CANARY_RUNNING, 5000, "step 2 (25%) passed");
+    c = canary_new("restore", &conf, 0);
+    canary_set_release(c, "v2");
+    assert_false(canary_restore(c, &ru, SEC));
+    assert_int_equal(c->state, CANARY_RUNNING);
+    assert_int_equal(canary_weight_bp(c), 500);
+    canary_free(c);
+    quiet_end(q);
+}
+
 static void test_conf(void **state)
 {
     (void)state;
@@ -836,6 +1078,14 @@ static void test_conf(void **state)
     assert_close(c.latency_ratio, 1.5, 1e-12);
     assert_close(c.tpot_ratio, 1.5, 1e-12); /* follows latency_ratio */
     assert_false(c.auto_rollback);
+    assert_string_equal(c.release, ""); /* no label: named by the servers */
+    conf_free(doc);
+
+    y = "canary:\n  release: \"v2.4.1 (build 7)\"\n";
+    doc = conf_load_string("t.yaml", y, strlen(y));
+    canary_conf_default(&c);
+    assert_int_equal(canary_conf_parse(doc, conf_get(conf_root(doc), "canary"), &c), RP_OK);
+    assert_string_equal(c.release, "v2.4.1 (build 7)");
     conf_free(doc);
 
     y = "canary:\n  latency_ratio: 1.5\n  tpot_ratio: 1.1\n";
@@ -857,6 +1107,10 @@ static void test_conf(void **state)
         "canary:\n  latency_ratio: 0.5\n",
         "canary:\n  tpot_ratio: 0.9\n",
         "canary:\n  stepz: []\n",
+        "canary:\n  release: \"\"\n",
+        "canary:\n  release: [v1]\n",
+        "canary:\n  release: \"a\\tb\"\n",
+        "canary:\n  release: 0123456789012345678901234567890123456789012345678901234567890123\n",
     };
     for (size_t i = 0; i < RP_ARRAY_LEN(bad); i++) {
         doc = conf_load_string("t.yaml", bad[i], strlen(bad[i]));
@@ -888,6 +1142,10 @@ int main(void)
         cmocka_unit_test(test_tpot_gate),
         cmocka_unit_test(test_admin),
         cmocka_unit_test(test_metrics_and_state),
+        cmocka_unit_test(test_release_id),
+        cmocka_unit_test(test_verdict_cb),
+        cmocka_unit_test(test_verdict_auto_rollback),
+        cmocka_unit_test(test_restore),
         cmocka_unit_test(test_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

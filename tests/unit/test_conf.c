@@ -760,6 +760,22 @@ static void test_show_in_messages(void **state)
     assert_string_equal(conf_show("\xc3\xa9\xc3\xa9", buf, 8), "\xc3\xa9\xc3\xa9");
     assert_string_equal(conf_show("a\xc3\xa9\xc3\xa9", buf, 8), "a\xc3\xa9...");
 
+    /* Whatever a section parser quotes, an error stays one line (found by
+     * fuzz_conf: a raw value with a newline in a status error). */
+    struct conf_doc *d1 = load("k: v\n");
+    conf_error(d1, NULL, "no upstream named \"%s\"", "em\n\nt.yaml:9:9: forged\x7f");
+    assert_int_equal(conf_error_count(d1), 1);
+    assert_string_equal(conf_error_at(d1, 0), "t.yaml:1:1: no upstream named \"em\\x0a\\x0at.yaml:9:9: forged\\x7f\"");
+    conf_free(d1);
+
+    /* A path is shown whole (a cut path names no file), still escaped,
+     * and cut only when the buffer is full. */
+    char pbuf[CONF_SHOW_PATH_CAP];
+    assert_string_equal(conf_show_path(longv, pbuf, sizeof pbuf), longv);
+    assert_string_equal(conf_show_path("/tmp/a\nb\"c", pbuf, sizeof pbuf), "/tmp/a\\x0ab\\\"c");
+    conf_show_path(longv, pbuf, 20);
+    assert_string_equal(pbuf, "xxxxxxxxxxxxxxxx...");
+
     struct conf_doc *doc = load("k: \"bad\\ttab\\u00e9\"\n");
     uint64_t v;
     assert_int_equal(conf_size(doc, conf_get(conf_root(doc), "k"), &v), RP_ERR);

@@ -670,7 +670,7 @@ static const struct {
     {"unknown section key",
      BASE "limits: {max_body: 1m, max_bodies: 2}\n",
      {"t.yaml:5:24: unknown key \"max_bodies\" (expected one of: max_header_bytes, max_headers, max_uri, "
-      "max_body, max_connections)"}},
+      "max_body, max_connections, request_buffer)"}},
     {"bad listen address",
      "listen: 127.0.0.1\nupstreams: {chat: {servers: [127.0.0.1:9001]}}\n",
      {"t.yaml:1:9: bad address \"127.0.0.1\": port required"}},

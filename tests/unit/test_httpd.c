@@ -39,7 +39,7 @@
 #include "metrics.h"
 #include "util.h"
 
-#define TOKEN "s3cret-Token_42"
+#define TOKEN "s3cret-Token_42-xyz" /* at least ADMIN_TOKEN_MIN characters */
 
 static struct {
     struct ev_loop *loop;
@@ -463,12 +463,58 @@ static void test_admin_token_file_errors(void **state)
     assert_int_equal(write_file(path, "two words\n", 0600), 0);
     assert_null(admin_start(loop, &cfg));
 
+    /* Refused, not warned about: open to group or others, or guessable. */
+    assert_int_equal(write_file(path, TOKEN "\n", 0644), 0);
+    assert_null(admin_start(loop, &cfg));
+    assert_int_equal(write_file(path, TOKEN "\n", 0640), 0);
+    assert_null(admin_start(loop, &cfg));
+    assert_int_equal(write_file(path, "fifteen-chars-x\n", 0600), 0);
+    assert_null(admin_start(loop, &cfg));
+    assert_int_equal(write_file(path, "sixteen-chars-xy\n", 0600), 0);
+    struct admin *ok = admin_start(loop, &cfg);
+    assert_non_null(ok);
+    admin_free(ok);
+
     struct config none;
     memset(&none, 0, sizeof none);
     assert_null(admin_start(loop, &none));
 
     unlink(path);
     ev_destroy(loop);
+}
+
+static void test_admin_token_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t len;
+        int rc;
+        size_t start, tlen;
+        const char *why;
+    } cases[] = {
+        {"0123456789abcdef", 16, RP_OK, 0, 16, NULL},
+        {" \t0123456789abcdef\r\n\n", 21, RP_OK, 2, 16, NULL},
+        {"0123456789abcde\n", 16, RP_ERR, 0, 0, "the token is 15 characters, at least 16 are required"},
+        {"", 0, RP_ERR, 0, 0, "empty"},
+        {" \r\n\t", 4, RP_ERR, 0, 0, "empty"},
+        {"0123456789\tabcdef", 17, RP_ERR, 0, 0, "the token contains whitespace or non-printable bytes"},
+        {"0123456789abcdef\x7f", 17, RP_ERR, 0, 0, "the token contains whitespace or non-printable bytes"},
+        {"0123456789abcdef\xc3\xa9", 18, RP_ERR, 0, 0, "the token contains whitespace or non-printable bytes"},
+        {"0123456789\0abcdef", 17, RP_ERR, 0, 0, "the token contains whitespace or non-printable bytes"},
+    };
+    for (size_t i = 0; i < RP_ARRAY_LEN(cases); i++) {
+        size_t start = 99, tlen = 99;
+        char why[128] = "";
+        int rc = admin_token_parse(cases[i].in, cases[i].len, &start, &tlen, why, sizeof why);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc == RP_OK) {
+            assert_int_equal(start, cases[i].start);
+            assert_int_equal(tlen, cases[i].tlen);
+        } else {
+            assert_string_equal(why, cases[i].why);
+        }
+    }
 }
 
 /* ---- httpd ---- */
@@ -757,6 +803,99 @@ static void test_large_response_backpressure(void **state)
     client_close(&c);
 }
 
+/* ---- the request path without sockets ---- */
+
+/* Responses with their Date lines removed (the clock may tick between two
+ * runs). */
+static void strip_dates(struct sbuf *s)
+{
+    char *p;
+    while ((p = strstr(s->data, "\r\nDate: ")) != NULL) {
+        char *e = strstr(p + 2, "\r\n");
+        memmove(p, e, s->len - (size_t)(e - s->data) + 1);
+        s->len -= (size_t)(e - p);
+    }
+}
+
+static void test_serve_bytes_any_split(void **state)
+{
+    (void)state;
+    static const char req[] = "GET /a?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+                              "POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "3\r\nabc\r\n0\r\n\r\n"
+                              "POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+                              "GET /never HTTP/1.1\r\n\r\n";
+    const size_t n = sizeof req - 1;
+    struct httpd_opts o = {.max_body = 64};
+    struct sbuf whole, split;
+    sbuf_init(&whole, 1 << 20);
+    sbuf_init(&split, 1 << 20);
+
+    const char *p1[] = {req};
+    size_t l1[] = {n};
+    assert_int_equal(httpd_serve_bytes("t", echo_handler, "d", &o, p1, l1, 1, &whole), 3);
+    strip_dates(&whole);
+    assert_non_null(strstr(whole.data, "d GET /a?x=1 0:"));
+    assert_non_null(strstr(whole.data, "d POST /b? 3:abc"));
+    assert_non_null(strstr(whole.data, "Connection: close\r\n\r\nd POST /c? 2:hi"));
+    assert_null(strstr(whole.data, "/never")); /* after Connection: close */
+
+    /* Every single cut, then byte by byte: the same bytes out. */
+    for (size_t cut = 0; cut <= n; cut++) {
+        const char *p2[] = {req, req + cut};
+        size_t l2[] = {cut, n - cut};
+        sbuf_reset(&split);
+        assert_int_equal(httpd_serve_bytes("t", echo_handler, "d", &o, p2, l2, 2, &split), 3);
+        strip_dates(&split);
+        assert_int_equal(split.len, whole.len);
+        assert_memory_equal(split.data, whole.data, whole.len);
+    }
+    const char *bytes[sizeof req];
+    size_t ones[sizeof req];
+    for (size_t i = 0; i < n; i++) {
+        bytes[i] = req + i;
+        ones[i] = 1;
+    }
+    sbuf_reset(&split);
+    assert_int_equal(httpd_serve_bytes("t", echo_handler, "d", &o, bytes, ones, n, &split), 3);
+    strip_dates(&split);
+    assert_string_equal(split.data, whole.data);
+
+    /* A malformed head is answered once, then the connection closes. */
+    const char bad[] = "GET / HTTP/1.1\r\nBad Header\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    const char *p3[] = {bad};
+    size_t l3[] = {sizeof bad - 1};
+    sbuf_reset(&split);
+    assert_int_equal(httpd_serve_bytes("t", echo_handler, "d", &o, p3, l3, 1, &split), 1);
+    assert_true(strncmp(split.data, "HTTP/1.1 400 ", 13) == 0);
+
+    /* An absolute-form target without "//host" has no path (found by
+     * fuzz_httpd): 400, never a handler call with "http:,/x" as path. */
+    const char nopath[] = "GET http:,/api/v1/summary.json HTTP/1.1\r\nHost: a\r\n\r\n";
+    const char *p4[] = {nopath};
+    size_t l4[] = {sizeof nopath - 1};
+    sbuf_reset(&split);
+    assert_int_equal(httpd_serve_bytes("t", echo_handler, "d", &o, p4, l4, 1, &split), 1);
+    assert_true(strncmp(split.data, "HTTP/1.1 400 ", 13) == 0);
+    assert_non_null(strstr(split.data, "invalid request target"));
+
+    /* Chunk data past max_body, then a framing error (found by
+     * fuzz_httpd): 413 whether or not a read splits the two. */
+    char over[200];
+    int ol = snprintf(over, sizeof over, "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+                                         "40\r\n%064dXX",
+                      0);
+    for (size_t cut = 0; cut <= (size_t)ol; cut++) {
+        const char *p5[] = {over, over + cut};
+        size_t l5[] = {cut, (size_t)ol - cut};
+        sbuf_reset(&split);
+        assert_int_equal(httpd_serve_bytes("t", echo_handler, "d", &o, p5, l5, 2, &split), 1);
+        assert_true(strncmp(split.data, "HTTP/1.1 413 ", 13) == 0);
+    }
+    sbuf_free(&whole);
+    sbuf_free(&split);
+}
+
 static void test_max_connections(void **state)
 {
     (void)state;
@@ -804,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_admin_no_token_file),
         cmocka_unit_test(test_admin_not_found),
         cmocka_unit_test(test_admin_token_file_errors),
+        cmocka_unit_test(test_admin_token_parse),
         cmocka_unit_test(test_pipelined_in_order),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_status_and_headers),
@@ -814,6 +954,7 @@ int main(void)
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_large_response_backpressure),
         cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_serve_bytes_any_split),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,6 +1,8 @@
 /*
  * test_metrics.c — histogram bucketing at the bounds, quantile estimates,
- * and the exact Prometheus text of a rendered histogram and a render pass.
+ * the exact Prometheus text of a rendered histogram and a render pass, and
+ * the family rules of a page: HELP and TYPE once per family, a family split
+ * across the page detected, label values escaped.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -71,7 +73,6 @@ static void test_quantile(void **state)
 }
 
 static const char *hist_text =
-    "# TYPE rp_test_seconds histogram\n"
     "rp_test_seconds_bucket{up=\"a\",le=\"0.001\"} 1\n"
     "rp_test_seconds_bucket{up=\"a\",le=\"0.0025\"} 1\n"
     "rp_test_seconds_bucket{up=\"a\",le=\"0.005\"} 1\n"
@@ -111,7 +112,9 @@ static void test_hist_render_no_labels(void **state)
     struct sbuf out;
     sbuf_init(&out, 0);
     metrics_hist_render(&out, "x", "", &h);
-    assert_non_null(strstr(out.data, "\nx_bucket{le=\"0.001\"} 0\n"));
+    /* Samples only: the family's lines belong to metrics_family(). */
+    assert_null(strstr(out.data, "# "));
+    assert_non_null(strstr(out.data, "x_bucket{le=\"0.001\"} 0\n"));
     assert_non_null(strstr(out.data, "\nx_bucket{le=\"+Inf\"} 0\n"));
     assert_non_null(strstr(out.data, "\nx_sum 0.000000\nx_count 0\n"));
     sbuf_free(&out);
@@ -126,6 +129,7 @@ struct two {
 static void render_hists(struct sbuf *out, void *arg)
 {
     struct two *t = arg;
+    metrics_family(out, "rp_lat_seconds", "histogram", "Latency.");
     metrics_hist_render(out, "rp_lat_seconds", "s=\"a\"", &t->a);
     metrics_hist_render(out, "rp_lat_seconds", "s=\"b\"", &t->b);
 }
@@ -137,9 +141,9 @@ static void render_counters(struct sbuf *out, void *arg)
     metrics_sample_u64(out, "rp_requests_total", "code=\"200\"", 7);
     metrics_family(out, "rp_requests_total", "counter", "Requests seen.");
     metrics_sample_u64(out, "rp_requests_total", "code=\"500\"", 1);
-    metrics_family(out, "rp_temp", "gauge", NULL);
+    metrics_family(out, "rp_temp", "gauge", "Temperature.");
     metrics_sample_i64(out, "rp_temp", "", -3);
-    metrics_family(out, "rp_ratio", "gauge", NULL);
+    metrics_family(out, "rp_ratio", "gauge", "Ratio.");
     metrics_sample_f64(out, "rp_ratio", "k=\"half\"", 0.5);
     metrics_sample_f64(out, "rp_ratio", "k=\"nan\"", NAN);
     metrics_sample_f64(out, "rp_ratio", "k=\"inf\"", INFINITY);
@@ -166,7 +170,10 @@ static void test_render_pass(void **state)
     for (int pass = 0; pass < 2; pass++) { /* the dedup set resets per pass */
         struct sbuf out;
         sbuf_init(&out, 0);
-        metrics_render(&out);
+        assert_int_equal(metrics_render(&out), 0);
+        assert_int_equal(count_occurrences(out.data, "# HELP rp_lat_seconds Latency.\n"
+                                                     "# TYPE rp_lat_seconds histogram\n"),
+                         1);
         assert_int_equal(count_occurrences(out.data, "# TYPE rp_lat_seconds histogram\n"), 1);
         assert_int_equal(count_occurrences(out.data, "# TYPE rp_requests_total counter\n"), 1);
         assert_int_equal(count_occurrences(out.data, "# HELP rp_requests_total Requests seen.\n"), 1);
@@ -174,7 +181,7 @@ static void test_render_pass(void **state)
         assert_non_null(strstr(out.data, "rp_lat_seconds_bucket{s=\"b\",le=\"0.005\"} 0\n"));
         assert_non_null(strstr(out.data, "rp_requests_total{code=\"200\"} 7\n"
                                          "rp_requests_total{code=\"500\"} 1\n"));
-        assert_non_null(strstr(out.data, "# TYPE rp_temp gauge\nrp_temp -3\n"));
+        assert_non_null(strstr(out.data, "# HELP rp_temp Temperature.\n# TYPE rp_temp gauge\nrp_temp -3\n"));
         assert_non_null(strstr(out.data, "rp_ratio{k=\"half\"} 0.5\n"
                                          "rp_ratio{k=\"nan\"} NaN\n"
                                          "rp_ratio{k=\"inf\"} +Inf\n"
@@ -187,6 +194,93 @@ static void test_render_pass(void **state)
     metrics_render(&empty);
     assert_int_equal(empty.len, 0);
     sbuf_free(&empty);
+}
+
+/* Two renderers using one family name, and one renderer reopening a family
+ * after another: the lines are written once and both mistakes counted. */
+static void render_x(struct sbuf *out, void *arg)
+{
+    (void)arg;
+    metrics_family(out, "rp_x", "counter", "X.");
+    metrics_sample_u64(out, "rp_x", "a=\"1\"", 1);
+}
+
+static void render_y_then_x(struct sbuf *out, void *arg)
+{
+    (void)arg;
+    metrics_family(out, "rp_y", "gauge", "Y.");
+    metrics_sample_u64(out, "rp_y", "", 2);
+    metrics_family(out, "rp_y", "gauge", "Y."); /* still open: fine */
+    metrics_family(out, "rp_x", "counter", "X.");
+    metrics_sample_u64(out, "rp_x", "a=\"2\"", 3);
+}
+
+static void render_z_y_z(struct sbuf *out, void *arg)
+{
+    (void)arg;
+    metrics_family(out, "rp_z", "gauge", "Z.");
+    metrics_family(out, "rp_w", "gauge", "W.");
+    metrics_family(out, "rp_z", "gauge", "Z.");
+}
+
+static void test_split_family(void **state)
+{
+    (void)state;
+    metrics_clear();
+    metrics_register(render_x, NULL);
+    metrics_register(render_y_then_x, NULL);
+    metrics_register(render_z_y_z, NULL);
+    struct sbuf out;
+    sbuf_init(&out, 0);
+    assert_int_equal(metrics_render(&out), 2);
+    assert_int_equal(count_occurrences(out.data, "# TYPE rp_x counter\n"), 1);
+    assert_int_equal(count_occurrences(out.data, "# HELP rp_x X.\n"), 1);
+    assert_int_equal(count_occurrences(out.data, "# TYPE rp_y gauge\n"), 1);
+    assert_int_equal(count_occurrences(out.data, "# TYPE rp_z gauge\n"), 1);
+    sbuf_free(&out);
+
+    /* A correct page afterwards: the count belongs to one pass. */
+    metrics_clear();
+    metrics_register(render_x, NULL);
+    sbuf_init(&out, 0);
+    assert_int_equal(metrics_render(&out), 0);
+    sbuf_free(&out);
+    metrics_clear();
+}
+
+static void test_family_help(void **state)
+{
+    (void)state;
+    struct sbuf out;
+    sbuf_init(&out, 0);
+    /* Outside a pass the lines are always written; HELP escapes only
+     * backslash and newline. */
+    metrics_family(&out, "rp_h", "gauge", "Path C:\\x, \"quoted\"\nsecond line.");
+    assert_string_equal(out.data, "# HELP rp_h Path C:\\\\x, \"quoted\"\\nsecond line.\n# TYPE rp_h gauge\n");
+    sbuf_reset(&out);
+    metrics_family(&out, "rp_h", "gauge", "Again.");
+    assert_string_equal(out.data, "# HELP rp_h Again.\n# TYPE rp_h gauge\n");
+    sbuf_free(&out);
+}
+
+static void test_label_builder(void **state)
+{
+    (void)state;
+    struct sbuf lb;
+    sbuf_init(&lb, 0);
+    metrics_label(&lb, "upstream", "chat");
+    assert_string_equal(lb.data, "upstream=\"chat\"");
+    metrics_label(&lb, "server", "a\"b\\c\nd");
+    assert_string_equal(lb.data, "upstream=\"chat\",server=\"a\\\"b\\\\c\\nd\"");
+    sbuf_reset(&lb);
+    metrics_label(&lb, "k", "");
+    assert_string_equal(lb.data, "k=\"\"");
+    struct sbuf out;
+    sbuf_init(&out, 0);
+    metrics_sample_u64(&out, "rp_s", lb.data, 5);
+    assert_string_equal(out.data, "rp_s{k=\"\"} 5\n");
+    sbuf_free(&out);
+    sbuf_free(&lb);
 }
 
 static void test_label_escape(void **state)
@@ -208,6 +302,9 @@ int main(void)
         cmocka_unit_test(test_hist_render_exact),
         cmocka_unit_test(test_hist_render_no_labels),
         cmocka_unit_test(test_render_pass),
+        cmocka_unit_test(test_split_family),
+        cmocka_unit_test(test_family_help),
+        cmocka_unit_test(test_label_builder),
         cmocka_unit_test(test_label_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

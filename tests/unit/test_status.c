@@ -20,9 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+#include "canary.h"
 #include "conf.h"
+#include "config.h"
 #include "httpd.h"
 #include "status.h"
 #include "statuspage.h"
@@ -513,6 +516,89 @@ static void test_admin_validation(void **state)
     stop(&f);
 }
 
+/* n copies of a 3-byte character, so that byte limits (60, 80, 96, 320)
+ * fall inside a character unless the cut is made on a boundary. */
+static void euros(char *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + 3 * i, "\xe2\x82\xac", 3);
+    out[3 * n] = '\0';
+}
+
+/* Error answers quote what the operator sent: they must stay valid UTF-8
+ * (the answer is JSON, which `call` parses strictly) and invalid UTF-8 in
+ * a body is refused before anything else with where it is. */
+static void test_admin_utf8(void **state)
+{
+    (void)state;
+    struct fixture f;
+    start(&f, base_yaml);
+    const char *P = "/api/v1/incidents";
+    char e[400], body[1200];
+    euros(e, 101); /* 303 bytes */
+
+    rp_snprintf(body, sizeof body, "{\"name\":\"x\",\"body\":\"y\",\"components\":{\"%s\":\"major_outage\"}}", e);
+    expect_error(&f, "POST", P, body, 400, NULL, "unknown_component");
+    rp_snprintf(body, sizeof body, "{\"name\":\"x\",\"body\":\"y\",\"components\":[\"%s\"]}", e);
+    expect_error(&f, "POST", P, body, 400, "components[0]", "unknown_component");
+    rp_snprintf(body, sizeof body, "{\"name\":\"x\",\"body\":\"y\",\"%s\":1}", e);
+    expect_error(&f, "POST", P, body, 400, NULL, "unknown_field");
+    rp_snprintf(body, sizeof body, "{\"name\":\"x\",\"body\":\"y\",\"status\":\"%s\"}", e);
+    expect_error(&f, "POST", P, body, 400, "status", "invalid_value");
+    rp_snprintf(body, sizeof body, "{\"name\":\"x\",\"body\":\"y\",\"components\":{\"Chat\":\"%s\"}}", e);
+    expect_error(&f, "POST", P, body, 400, "components.Chat", "invalid_value");
+    rp_snprintf(body, sizeof body,
+                "{\"name\":\"m\",\"scheduled_for\":\"%s\",\"scheduled_until\":\"2025-11-24T18:00:00Z\"}", e);
+    expect_error(&f, "POST", "/api/v1/maintenances", body, 400, "scheduled_for", "invalid_value");
+    /* A parse error next to multi-byte text: the parser's own message
+     * quotes the text near the error. */
+    rp_snprintf(body, sizeof body, "{\"name\":\"x\",\"body\":\"y\" \"%s\"}", e);
+    expect_error(&f, "POST", P, body, 400, NULL, "invalid_json");
+
+    /* Invalid UTF-8 anywhere: a precise 400 naming the offset. */
+    struct resp r;
+    call(&f, &r, "POST", P, "{\"name\":\"caf\xc3\",\"body\":\"y\"}");
+    assert_int_equal(r.r.status, 400);
+    json_t *err = json_object_get(r.json, "error");
+    assert_string_equal(json_string_value(json_object_get(err, "code")), "invalid_utf8");
+    assert_non_null(strstr(json_string_value(json_object_get(err, "message")), "byte 0xC3 at offset 12"));
+    done(&r);
+    expect_error(&f, "POST", P, "{\"name\":\"\xed\xa0\x80\",\"body\":\"y\"}", 400, NULL, "invalid_utf8");
+    expect_error(&f, "POST", P, "{\"name\":\"x\",\"body\":\"\xff\"}", 400, NULL, "invalid_utf8");
+    expect_error(&f, "POST", P, "{\"name\":\"x\",\"body\":\"\xc0\xbc\"}", 400, NULL, "invalid_utf8");
+    assert_int_equal(unresolved_count(&f), 0);
+
+    /* Valid multi-byte text is accepted and kept whole. */
+    rp_snprintf(body, sizeof body, "{\"name\":\"%.150s\",\"body\":\"%s \xef\xbf\xbe\"}", e, e);
+    call(&f, &r, "POST", P, body);
+    assert_int_equal(r.r.status, 201);
+    assert_int_equal(strlen(json_string_value(json_object_get(r.json, "name"))), 150);
+    done(&r);
+    assert_int_equal(unresolved_count(&f), 1);
+    stop(&f);
+}
+
+static void test_reported_incident_shows(void **state)
+{
+    (void)state;
+    struct fixture f;
+    start(&f, base_yaml);
+    assert_int_equal(unresolved_count(&f), 0);
+    assert_int_equal(status_report_incident(f.st, 0, "New release of chat rolled back",
+                                            "bad build \x01\xef\xbf\xbf", f.now),
+                     RP_OK);
+    /* At once, not after the next unrelated write. */
+    assert_int_equal(unresolved_count(&f), 1);
+    size_t len;
+    const char *etag;
+    const char *atom = status_snapshot(f.st, "/history.atom", &len, &etag);
+    assert_non_null(atom);
+    assert_non_null(memmem(atom, len, "New release of chat rolled back", 31));
+    assert_null(memmem(atom, len, "\x01", 1));
+    assert_null(memmem(atom, len, "\xef\xbf\xbf", 3));
+    stop(&f);
+}
+
 static void test_admin_incident_lifecycle(void **state)
 {
     (void)state;
@@ -726,6 +812,144 @@ static void test_restart_keeps_history(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- release verdicts across restarts ---- */
+
+static void db_yaml(char *dir, char *yaml, size_t cap)
+{
+    char db[128], tail[2048];
+    assert_non_null(mkdtemp(dir));
+    rp_snprintf(db, sizeof db, "%s/status.db", dir);
+    rp_snprintf(yaml, cap, "%s", base_yaml);
+    char *p = strstr(yaml, "\":memory:\"");
+    rp_snprintf(tail, sizeof tail, "%s", p + strlen("\":memory:\""));
+    rp_snprintf(p, cap - (size_t)(p - yaml), "\"%s\"%s", db, tail);
+}
+
+/* An upstream with two stable servers and `ncanary` canary servers from
+ * port 9003 on. */
+static void upstream_conf(struct config_upstream *u, size_t ncanary, const char *label)
+{
+    memset(u, 0, sizeof *u);
+    u->name = "chat";
+    u->num_servers = 2 + ncanary;
+    for (size_t i = 0; i < u->num_servers; i++) {
+        rp_snprintf(u->servers[i].addr.text, sizeof u->servers[i].addr.text, "127.0.0.1:%zu", 9001 + i);
+        u->servers[i].weight = 1;
+        u->servers[i].group = i >= 2;
+    }
+    canary_conf_default(&u->canary);
+    if (label)
+        rp_snprintf(u->canary.release, sizeof u->canary.release, "%s", label);
+    u->has_canary = true;
+}
+
+/* One process lifetime: start the status store, attach a fresh canary of
+ * upstream u, run `act` on it, detach and stop.  Returns the canary's
+ * state as it was right after attaching. */
+struct life {
+    enum canary_state state_at_start;
+    unsigned weight_at_start;
+    char reason_at_start[CANARY_REASON_MAX];
+    int64_t since_at_start;
+};
+
+static void lifetime(const char *yaml, const struct config_upstream *u, void (*act)(struct canary *),
+                     struct life *out)
+{
+    struct fixture f;
+    memset(&f, 0, sizeof f);
+    parse_conf(&f, yaml);
+    f.st = status_create(NULL, &f.sc, NULL, NULL);
+    assert_non_null(f.st);
+    f.now = T0;
+    status_set_clock(f.st, 0, f.now);
+    struct canary *c = canary_new(u->name, &u->canary, f.now);
+    assert_int_equal(status_track_canary(f.st, c, u, f.now), RP_OK);
+    out->state_at_start = c->state;
+    out->weight_at_start = canary_weight_bp(c);
+    rp_snprintf(out->reason_at_start, sizeof out->reason_at_start, "%s", c->reason);
+    out->since_at_start = c->state_since_ms;
+    if (act)
+        act(c);
+    assert_int_equal(status_track_canary(NULL, c, u, f.now), RP_OK);
+    canary_free(c);
+    stop(&f);
+}
+
+static void act_rollback(struct canary *c)
+{
+    assert_int_equal(canary_rollback(c, "5xx storm on the new build", T0 + SEC), RP_OK);
+}
+
+static void act_resume(struct canary *c)
+{
+    assert_int_equal(canary_resume(c, T0 + SEC), RP_OK);
+}
+
+static void act_promote_all(struct canary *c)
+{
+    assert_int_equal(canary_set_weight(c, 10000, T0 + SEC), RP_OK);
+}
+
+static void test_release_verdicts(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rampart-status-XXXXXX", yaml[2048];
+    db_yaml(dir, yaml, sizeof yaml);
+    int q = dup(2);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2); /* canary events go to stderr */
+
+    struct config_upstream u;
+    upstream_conf(&u, 1, NULL);
+    struct life l;
+    lifetime(yaml, &u, act_rollback, &l);
+    assert_int_equal(l.state_at_start, CANARY_RUNNING);
+    /* Same config, same store: still rolled back, with the reason and time. */
+    lifetime(yaml, &u, NULL, &l);
+    assert_int_equal(l.state_at_start, CANARY_ROLLED_BACK);
+    assert_int_equal(l.weight_at_start, 0);
+    assert_non_null(strstr(l.reason_at_start, "5xx storm on the new build"));
+    int64_t since = l.since_at_start;
+    assert_true(since > 0);
+    /* And again: a restore does not rewrite the time. */
+    lifetime(yaml, &u, NULL, &l);
+    assert_int_equal(l.state_at_start, CANARY_ROLLED_BACK);
+    assert_int_equal(l.since_at_start, since);
+
+    /* A new release (another canary server) starts fresh... */
+    struct config_upstream u2;
+    upstream_conf(&u2, 2, NULL);
+    lifetime(yaml, &u2, NULL, &l);
+    assert_int_equal(l.state_at_start, CANARY_RUNNING);
+    assert_int_equal(l.weight_at_start, 500);
+    /* ...so does a labelled one on the same servers... */
+    struct config_upstream u3;
+    upstream_conf(&u3, 1, "v2.4.1");
+    lifetime(yaml, &u3, act_promote_all, &l);
+    assert_int_equal(l.state_at_start, CANARY_RUNNING);
+    /* ...which then stays promoted. */
+    lifetime(yaml, &u3, NULL, &l);
+    assert_int_equal(l.state_at_start, CANARY_PROMOTED);
+    assert_int_equal(l.weight_at_start, 10000);
+    /* Going back to the known-bad release finds it rolled back still. */
+    lifetime(yaml, &u, NULL, &l);
+    assert_int_equal(l.state_at_start, CANARY_ROLLED_BACK);
+
+    /* Resuming it is a new attempt, and that survives a restart too. */
+    lifetime(yaml, &u, act_resume, &l);
+    lifetime(yaml, &u, NULL, &l);
+    assert_int_equal(l.state_at_start, CANARY_RUNNING);
+    assert_int_equal(l.weight_at_start, 500);
+
+    dup2(q, 2);
+    close(q);
+    close(devnull);
+    char cmd[300];
+    rp_snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- configuration ---- */
 
 static void conf_errors(const char *yaml, const char *want)
@@ -790,10 +1014,13 @@ int main(void)
         cmocka_unit_test(test_sample_classes),
         cmocka_unit_test(test_component_for),
         cmocka_unit_test(test_admin_validation),
+        cmocka_unit_test(test_admin_utf8),
+        cmocka_unit_test(test_reported_incident_shows),
         cmocka_unit_test(test_admin_incident_lifecycle),
         cmocka_unit_test(test_maintenance_transitions),
         cmocka_unit_test(test_etag_stable),
         cmocka_unit_test(test_restart_keeps_history),
+        cmocka_unit_test(test_release_verdicts),
         cmocka_unit_test(test_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -595,6 +595,85 @@ static void test_feeds(void **state)
     free(rss);
 }
 
+/* Whether every character of s is one XML 1.0 allows, and s valid UTF-8. */
+static bool xml_clean(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint32_t cp;
+        int n = rp_utf8_next(s + i, len - i, &cp);
+        if (n < 0)
+            return false;
+        if (!(cp == 0x9 || cp == 0xa || cp == 0xd || (cp >= 0x20 && cp <= 0xd7ff) ||
+              (cp >= 0xe000 && cp <= 0xfffd) || cp >= 0x10000))
+            return false;
+        i += (size_t)n;
+    }
+    return true;
+}
+
+static void test_markup_text(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t len;
+        const char *out;
+    } cases[] = {
+        {"plain", 5, "plain"},
+        {"<a href=\"x\">&'", 14, "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"},
+        {"tab\tlf\ncr\r", 10, "tab\tlf\ncr\r"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"\xef\xbf\xbd", 3, "\xef\xbf\xbd"},             /* U+FFFD itself is fine */
+        {"\xef\xbf\xbc", 3, "\xef\xbf\xbc"},             /* U+FFFC is allowed */
+        {"a\xef\xbf\xbe" "b", 5, "a\xef\xbf\xbd" "b"},   /* U+FFFE */
+        {"a\xef\xbf\xbf" "b", 5, "a\xef\xbf\xbd" "b"},   /* U+FFFF */
+        {"a\x01" "b\x1f" "c", 5, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c"},
+        {"nul\0x", 5, "nul\xef\xbf\xbdx"},
+        {"bad\xff" "x", 5, "bad\xef\xbf\xbdx"},
+        {"cut\xe2\x82", 5, "cut\xef\xbf\xbd\xef\xbf\xbd"}, /* one per bad byte */
+        {"\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* lone surrogate U+D800 */
+        {"\xc0\xbc", 2, "\xef\xbf\xbd\xef\xbf\xbd"},     /* overlong '<' must not become '<' */
+        {"\xc3<", 2, "\xef\xbf\xbd&lt;"},                  /* a bad byte does not swallow markup */
+    };
+    for (size_t i = 0; i < RP_ARRAY_LEN(cases); i++) {
+        struct sbuf o;
+        sbuf_init(&o, 0);
+        statuspage_markup_text(&o, cases[i].in, cases[i].len);
+        sbuf_add(&o, "", 0);
+        assert_int_equal(o.len, strlen(cases[i].out));
+        assert_memory_equal(o.data ? o.data : "", cases[i].out, o.len);
+        assert_true(xml_clean(o.data ? o.data : "", o.len));
+        sbuf_free(&o);
+    }
+}
+
+/* Characters XML forbids, typed into an incident (or produced by another
+ * subsystem), must not make the feeds unparseable. */
+static void test_feeds_forbidden(void **state)
+{
+    (void)state;
+    char *name = incs[0].name, *body = upd[0].body;
+    const char *pname = view.name;
+    incs[0].name = "Outage \xef\xbf\xbe\xef\xbf\xbf ctl\x01\x08\x0b\x0c\x1b end";
+    upd[0].body = "bad \xff\xfe bytes, surrogate \xed\xb2\x80, cut \xe2\x82";
+    view.name = "Acme\x7f \xef\xbf\xbf";
+    for (int d = STATUSPAGE_DOC_ATOM; d <= STATUSPAGE_DOC_RSS; d++) {
+        char *x = render_text((enum statuspage_doc)d);
+        size_t len = strlen(x);
+        assert_true(xml_clean(x, len));
+        assert_non_null(strstr(x, "Outage \xef\xbf\xbd\xef\xbf\xbd ctl"));
+        assert_non_null(strstr(x, "bad \xef\xbf\xbd\xef\xbf\xbd bytes"));
+        free(x);
+    }
+    char *html = render_text(STATUSPAGE_DOC_HTML);
+    assert_true(xml_clean(html, strlen(html)));
+    free(html);
+    incs[0].name = name;
+    upd[0].body = body;
+    view.name = pname;
+}
+
 static void test_paths(void **state)
 {
     (void)state;
@@ -631,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_names),     cmocka_unit_test(test_time),    cmocka_unit_test(test_summary),
         cmocka_unit_test(test_documents), cmocka_unit_test(test_overall), cmocka_unit_test(test_html),
         cmocka_unit_test(test_feeds),     cmocka_unit_test(test_paths),   cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_markup_text), cmocka_unit_test(test_feeds_forbidden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

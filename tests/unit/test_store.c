@@ -3,7 +3,9 @@
  * included, a minute split across a restart is added up), daily sums merge
  * folded days with minutes, folding after the retention keeps every count,
  * incidents with updates and affected components round-trip and edit, and
- * a committed write survives the process being killed with SIGKILL.
+ * a committed write survives the process being killed with SIGKILL, and
+ * release verdicts round-trip, also in a database created before their
+ * table existed.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,6 +381,108 @@ static void test_survives_sigkill(void **state)
     store_close(s);
 }
 
+static struct store_release verdict(const char *up, const char *rel, const char *state, unsigned w, int64_t at)
+{
+    struct store_release r;
+    memset(&r, 0, sizeof r);
+    rp_snprintf(r.upstream, sizeof r.upstream, "%s", up);
+    rp_snprintf(r.release, sizeof r.release, "%s", rel);
+    rp_snprintf(r.state, sizeof r.state, "%s", state);
+    r.weight_bp = w;
+    rp_snprintf(r.source, sizeof r.source, "auto");
+    rp_snprintf(r.reason, sizeof r.reason, "error ratio 5.83%% vs stable 0.44%% \xe2\x80\x94 %s", rel);
+    r.at_ms = at;
+    return r;
+}
+
+static void expect_verdict(struct store *s, const struct store_release *want)
+{
+    struct store_release got;
+    bool found = false;
+    assert_int_equal(store_release_get(s, want->upstream, want->release, &got, &found), RP_OK);
+    assert_true(found);
+    assert_string_equal(got.upstream, want->upstream);
+    assert_string_equal(got.release, want->release);
+    assert_string_equal(got.state, want->state);
+    assert_int_equal(got.weight_bp, want->weight_bp);
+    assert_string_equal(got.source, want->source);
+    assert_string_equal(got.reason, want->reason);
+    assert_int_equal(got.at_ms, want->at_ms);
+}
+
+static void test_release_verdicts(void **state)
+{
+    (void)state;
+    struct store *s = store_open(path);
+    assert_non_null(s);
+    struct store_release got;
+    bool found = true;
+    assert_int_equal(store_release_get(s, "chat", "servers-0123456789abcdef", &got, &found), RP_OK);
+    assert_false(found);
+
+    struct store_release a = verdict("chat", "servers-0123456789abcdef", "rolled_back", 0, 1764000000123LL);
+    struct store_release b = verdict("chat", "v2.4.0", "promoted", 10000, 1764000100000LL);
+    struct store_release c = verdict("embed", "servers-0123456789abcdef", "paused", 2500, 1764000200000LL);
+    assert_int_equal(store_release_put(s, &a), RP_OK);
+    assert_int_equal(store_release_put(s, &b), RP_OK);
+    assert_int_equal(store_release_put(s, &c), RP_OK);
+    expect_verdict(s, &a);
+    expect_verdict(s, &b);
+    expect_verdict(s, &c); /* same release id, another upstream: its own row */
+    /* A later verdict on the same release replaces the earlier one (a
+     * resume after a rollback must not leave the rollback behind). */
+    struct store_release a2 = verdict("chat", "servers-0123456789abcdef", "running", 500, 1764000300000LL);
+    rp_snprintf(a2.source, sizeof a2.source, "admin");
+    assert_int_equal(store_release_put(s, &a2), RP_OK);
+    expect_verdict(s, &a2);
+    store_close(s);
+
+    /* And it is all there after a restart. */
+    s = store_open(path);
+    assert_non_null(s);
+    expect_verdict(s, &a2);
+    expect_verdict(s, &b);
+    expect_verdict(s, &c);
+    assert_int_equal(store_release_get(s, "chat", "v9", &got, &found), RP_OK);
+    assert_false(found);
+    store_close(s);
+}
+
+/* A database written before release verdicts existed gains the table at
+ * the next open and keeps everything it had. */
+static void test_release_table_migration(void **state)
+{
+    (void)state;
+    char old[160];
+    rp_snprintf(old, sizeof old, "%s/old.db", dir);
+    struct store *s = store_open(old);
+    assert_non_null(s);
+    int cid = 0, cid2 = 0;
+    int64_t created = 0, created2 = 0;
+    assert_int_equal(store_component_ensure(s, "chat0000001a", "Chat", 1111, &cid, &created), RP_OK);
+    store_close(s);
+    /* Make it look like the first schema: no verdict table. */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE release_verdicts", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    s = store_open(old);
+    assert_non_null(s);
+    assert_int_equal(store_component_ensure(s, "chat0000001a", "Chat", 2222, &cid2, &created2), RP_OK);
+    assert_int_equal(cid2, cid);
+    assert_int_equal(created2, 1111);
+    struct store_release a = verdict("chat", "servers-00000000000000ff", "rolled_back", 0, 5);
+    assert_int_equal(store_release_put(s, &a), RP_OK);
+    expect_verdict(s, &a);
+    store_close(s);
+    /* Opening again is a no-op for the schema. */
+    s = store_open(old);
+    assert_non_null(s);
+    expect_verdict(s, &a);
+    store_close(s);
+}
+
 static void test_open_errors(void **state)
 {
     (void)state;
@@ -390,7 +495,8 @@ int main(void)
         cmocka_unit_test(test_components),    cmocka_unit_test(test_minutes_roundtrip),
         cmocka_unit_test(test_fold_400_days), cmocka_unit_test(test_incidents_roundtrip),
         cmocka_unit_test(test_load_bounds),   cmocka_unit_test(test_survives_sigkill),
-        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_open_errors),   cmocka_unit_test(test_release_verdicts),
+        cmocka_unit_test(test_release_table_migration),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
