@@ -14,11 +14,14 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -233,22 +236,49 @@ static int key_file(struct conf_doc *doc, const struct conf_node *n, struct tena
     const char *path = NULL;
     if (conf_string(doc, n, &path) != RP_OK)
         return RP_ERR;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    /* Non-blocking, and only a regular file: a FIFO or a device named by
+     * mistake must not hang start-up (or rampart -t). */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         conf_error(doc, n, "cannot read key file: %s", strerror(errno));
         return RP_ERR;
     }
-    char *buf = rp_xmalloc(KEY_FILE_MAX + 1);
-    size_t len = fread(buf, 1, KEY_FILE_MAX + 1, f);
-    int rc = RP_OK;
-    if (ferror(f)) {
-        conf_error(doc, n, "cannot read key file: %s", strerror(errno));
-        rc = RP_ERR;
-    } else if (len > KEY_FILE_MAX) {
-        conf_error(doc, n, "key file is larger than %d bytes", KEY_FILE_MAX);
-        rc = RP_ERR;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        conf_error(doc, n, "key file is not a regular file");
+        close(fd);
+        return RP_ERR;
     }
-    fclose(f);
+    if (st.st_size > KEY_FILE_MAX) {
+        conf_error(doc, n, "key file is larger than %d bytes", KEY_FILE_MAX);
+        close(fd);
+        return RP_ERR;
+    }
+    size_t cap = (size_t)st.st_size + 1;
+    char *buf = rp_xmalloc(cap);
+    size_t len = 0;
+    int rc = RP_OK;
+    /* Read to EOF (a file that grew since fstat is cut at cap and
+     * refused as too large). */
+    for (;;) {
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            conf_error(doc, n, "cannot read key file: %s", strerror(errno));
+            rc = RP_ERR;
+            break;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len == cap) {
+            conf_error(doc, n, "key file is larger than %d bytes", KEY_FILE_MAX);
+            rc = RP_ERR;
+            break;
+        }
+    }
+    close(fd);
     size_t found = 0;
     for (size_t i = 0; rc == RP_OK && i < len;) {
         size_t j = i;
@@ -273,7 +303,7 @@ static int key_file(struct conf_doc *doc, const struct conf_node *n, struct tena
         conf_error(doc, n, "key file holds no key");
         rc = RP_ERR;
     }
-    OPENSSL_cleanse(buf, KEY_FILE_MAX + 1);
+    OPENSSL_cleanse(buf, cap);
     free(buf);
     return rc;
 }

@@ -21,23 +21,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import binary, wait_port
+from conftest import binary, wait_port, distinct_ports
 
 TOKEN = "feeds-test-token-5b1e07"
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
-def distinct_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ import signal
 import time
 
 from conftest import binary, wait_port
-from wire import StreamReader, connect, distinct_ports, http_request
+from conftest import distinct_ports
+from wire import StreamReader, connect, http_request
 
 KEY = "sk-priv-KEYSENTINEL-7f3a9c1e5b2d4086"
 OTHER_KEY = "sk-priv-UNLISTED-2c8e0b6d9a4f1357"

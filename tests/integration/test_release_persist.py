@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import binary, metric_sum, parse_metrics, wait_port
+from conftest import binary, metric_sum, parse_metrics, wait_port, distinct_ports
 
 TOKEN = "persist-test-token-8d41c6"
 FAST_SIM = ["--slots", "64", "--token-ms", "2", "--prefill-base-ms", "2", "--prefill-per-token-us", "0",
@@ -33,17 +33,6 @@ CANARY = ("    canary: {steps: [20, 50, 100], step_duration: 3s, interval: 500ms
           "             min_samples: 50, error_margin: 2%, latency_ratio: 1.2%s}\n")
 
 
-def distinct_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def request(port, method, path, body=None, headers=None, timeout=10):

@@ -60,7 +60,8 @@ import time
 import pytest
 
 from conftest import Proc, binary, metric_sum, parse_metrics, wait_for, wait_port
-from wire import Malformed, StreamReader, Timeout, Upstream, distinct_ports, http_request, proc_fds
+from conftest import distinct_ports
+from wire import Malformed, StreamReader, Timeout, Upstream, http_request, proc_fds
 
 # Flip to False only to see which other invariants fail while rampart does
 # not yet end a cut stream with an error event.

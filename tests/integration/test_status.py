@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, Proc, binary, wait_port
+from conftest import BUILD, Proc, binary, wait_port, distinct_ports
 
 TOKEN = "status-test-token-0123456789"
 
@@ -56,19 +56,6 @@ def status_yaml(status_port, db, extra=""):
 {extra}"""
 
 
-def distinct_ports(n):
-    """n loopback ports that were free a moment ago, all different (the
-    sockets stay open until every port is chosen)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Gateway:

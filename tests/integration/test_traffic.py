@@ -476,3 +476,30 @@ def test_connection_counts_return_to_baseline(gateway):
     fds = len(os.listdir(f"/proc/{gw.p.pid}/fd"))
     assert fds < 40, fds
     up.close()
+
+
+def test_client_that_stops_reading_is_cut_at_the_send_timeout(gateway):
+    """A client that never reads its (large) answer holds a connection and
+    an upstream slot only until `send` runs out; then both are freed and
+    the log says why."""
+    big = b"y" * (8 << 20)
+
+    def handler(conn, req):
+        try:
+            respond(conn, 200, big)
+        except OSError:
+            pass
+    up = Upstream(handler)
+    gw = gateway([up.port], admin=True, extra="timeouts: {send: 500ms}\n")
+    base = connections(gw)
+    s = connect(gw.port)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    # never read: rampart must give up on its own
+    assert wait_for(lambda: connections(gw) == base, timeout=10), connections(gw)
+    s.close()
+    gw.stop()
+    line = access_log(gw)[-1]
+    assert (line["status"], line["outcome"]) == (200, "client_send_timeout")
+    assert line["bytes_out"] < len(big)
+    up.close()

@@ -386,16 +386,3 @@ def proc_fds(pid):
     return total, sockets
 
 
-def distinct_ports(n):
-    """n loopback ports that were free a moment ago, all different (the
-    sockets stay open until every port is chosen)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -157,6 +158,27 @@ static void test_conf_errors(void **state)
         }
         tenant_conf_free(&c);
     }
+}
+
+/* A key file that is a FIFO (or a directory) is refused at once; reading it
+ * would block start-up (and rampart -t) for as long as nobody writes. */
+static void test_key_file_must_be_regular(void **state)
+{
+    (void)state;
+    char fifo[64], yaml[256], err[512];
+    rp_snprintf(fifo, sizeof fifo, "/tmp/rp-test-fifo-%d", (int)getpid());
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *paths[] = {fifo, "/tmp"};
+    for (size_t i = 0; i < RP_ARRAY_LEN(paths); i++) {
+        rp_snprintf(yaml, sizeof yaml, "tenants:\n  list:\n    - name: a\n      key_file: %s\n", paths[i]);
+        struct tenant_conf c;
+        int n = load(yaml, &c, err, sizeof err);
+        if (n < 1 || !strstr(err, "not a regular file"))
+            fail_msg("%s: got %d errors, first: %s", paths[i], n, err);
+        tenant_conf_free(&c);
+    }
+    unlink(fifo);
 }
 
 static void test_identify_key(void **state)
@@ -337,6 +359,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conf_parse),     cmocka_unit_test(test_conf_errors),
+        cmocka_unit_test(test_key_file_must_be_regular),
         cmocka_unit_test(test_identify_key),   cmocka_unit_test(test_identify_header_and_address),
         cmocka_unit_test(test_priority),       cmocka_unit_test(test_bounded_table),
     };
