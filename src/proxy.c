@@ -1748,7 +1748,7 @@ static void resp_complete(struct client *c)
     struct uconn *u = r->u;
     r->resp_done = true;
     if (u) {
-        if (r->up_keep_alive && buf_empty(&u->in))
+        if (r->up_keep_alive) /* release closes it if bytes follow the response */
             upstream_conn_release(u);
         else
             upstream_conn_close(u);
@@ -2113,7 +2113,6 @@ static void client_read(struct client *c)
  * answered locally cannot grow the stack. */
 static void client_process(struct client *c)
 {
-    struct proxy *px = c->px;
     if (c->processing) {
         c->process_again = true;
         return;
@@ -2125,7 +2124,6 @@ static void client_process(struct client *c)
     } while (!c->dead && c->process_again);
     if (!c->dead)
         c->processing = false;
-    RP_UNUSED(px);
 }
 
 static void client_process_one(struct client *c)
@@ -2222,6 +2220,15 @@ static void client_event(struct ev_loop *loop, int fd, uint32_t events, void *ar
 /* ---------------------------------------------------------------------- */
 /* lifecycle, metrics                                                      */
 
+/* The labels of one server's series: {upstream="...",server="..."}. */
+static const char *server_labels(struct sbuf *lb, const struct upstream *up, const struct server *s)
+{
+    sbuf_reset(lb);
+    metrics_label(lb, "upstream", up->conf->name);
+    metrics_label(lb, "server", s->name);
+    return lb->data;
+}
+
 static void render_metrics(struct sbuf *out, void *arg)
 {
     struct proxy *px = arg;
@@ -2259,20 +2266,14 @@ static void render_metrics(struct sbuf *out, void *arg)
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
         for (size_t j = 0; j < up->num_servers; j++) {
-            sbuf_reset(&lb);
-            metrics_label(&lb, "upstream", up->conf->name);
-            metrics_label(&lb, "server", up->servers[j].name);
-            metrics_sample_u64(out, "rampart_upstream_connect_errors_total", lb.data, up->servers[j].connect_errors);
+            metrics_sample_u64(out, "rampart_upstream_connect_errors_total", server_labels(&lb, up, &up->servers[j]), up->servers[j].connect_errors);
         }
     }
     metrics_family(out, "rampart_upstream_inflight", "gauge", "Requests dispatched to the server and not finished.");
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
         for (size_t j = 0; j < up->num_servers; j++) {
-            sbuf_reset(&lb);
-            metrics_label(&lb, "upstream", up->conf->name);
-            metrics_label(&lb, "server", up->servers[j].name);
-            metrics_sample_u64(out, "rampart_upstream_inflight", lb.data, up->servers[j].inflight);
+            metrics_sample_u64(out, "rampart_upstream_inflight", server_labels(&lb, up, &up->servers[j]), up->servers[j].inflight);
         }
     }
     /* The per-server histogram has its own name: one name with and without
@@ -2282,10 +2283,7 @@ static void render_metrics(struct sbuf *out, void *arg)
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
         for (size_t j = 0; j < up->num_servers; j++) {
-            sbuf_reset(&lb);
-            metrics_label(&lb, "upstream", up->conf->name);
-            metrics_label(&lb, "server", up->servers[j].name);
-            metrics_hist_render(out, "rampart_upstream_first_byte_seconds", lb.data, &up->servers[j].ttfb);
+            metrics_hist_render(out, "rampart_upstream_first_byte_seconds", server_labels(&lb, up, &up->servers[j]), &up->servers[j].ttfb);
         }
     }
     metrics_family(out, "rampart_first_byte_seconds", "histogram",
