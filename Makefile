@@ -8,10 +8,17 @@
 #   make demo       install deps, build, run rampart in front of two llmsim
 #   make bench      long benchmarks (not part of test)
 #
-# Every src/*.c except src/main.c goes into one static library that the
-# gateway, the tools and the tests link, so a new file needs no Makefile edit.
+# Every src/*.c and src/<layer>/*.c except src/main.c goes into one static
+# library that the gateway, the tools and the tests link, so a new file needs
+# no Makefile edit.  Each layer folder is on the include path (as nginx's
+# src/core, src/event, ...), so a file is included by its name; which layer
+# may include which is checked by scripts/check-layers.sh (make check).
+# A program in tools/<name>/ is every .c there plus tools/common/*.c.
+# Dependencies on headers come from the compiler (-MMD).
 
 CC      ?= cc
+SRC_DIRS := src $(patsubst %/,%,$(sort $(dir $(wildcard src/*/*.h))))
+INCLUDES := $(addprefix -I,$(SRC_DIRS))
 ifeq ($(SAN),1)
 BUILD   ?= build-san
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -24,17 +31,18 @@ endif
 
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Wformat=2 -Wvla \
-           -D_GNU_SOURCE -Isrc $(SANFLAGS)
+           -D_GNU_SOURCE $(INCLUDES) $(SANFLAGS)
 ifeq ($(WERROR),1)
 CFLAGS  += -Werror
 endif
 LDFLAGS += $(SANFLAGS)
 LDLIBS  := -lyaml -lsqlite3 -ljansson -lcrypto -lm
 
-LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
 LIB_OBJ   := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
-TOOL_SRC  := $(wildcard tools/*.c)
-TOOLS     := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRC))
+TOOL_DIRS := $(sort $(filter-out tools/common,$(patsubst %/,%,$(dir $(wildcard tools/*/*.c)))))
+TOOLS     := $(sort $(patsubst tools/%,$(BUILD)/%,$(TOOL_DIRS)))
+TOOL_COMMON := $(wildcard tools/common/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNITS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
@@ -44,11 +52,14 @@ PYTHON  := /usr/bin/python3
 .PHONY: all test unit integration fuzz demo bench clean deps format
 all: $(BUILD)/rampart $(TOOLS)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/obj $(BUILD)/tests:
+$(BUILD)/tests:
 	mkdir -p $@
+
+-include $(LIB_OBJ:.o=.d)
 
 $(BUILD)/librampart.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -56,17 +67,26 @@ $(BUILD)/librampart.a: $(LIB_OBJ)
 $(BUILD)/rampart: src/main.c $(BUILD)/librampart.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/librampart.a $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/%: tools/%.c $(BUILD)/librampart.a $(wildcard src/*.h)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/librampart.a $(LDFLAGS) $(LDLIBS)
+# Tools and tests are single links of a few files: their header
+# dependencies are every header of the tree.
+ALL_H := $(wildcard src/*.h src/*/*.h tools/*/*.h)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/librampart.a $(wildcard src/*.h) | $(BUILD)/tests
+define tool_rule
+$(BUILD)/$(1): $(wildcard tools/$(1)/*.c) $(TOOL_COMMON) $(BUILD)/librampart.a $(ALL_H)
+	$$(CC) $$(CFLAGS) -Itools/common -Itools/$(1) -o $$@ $$(filter %.c,$$^) $(BUILD)/librampart.a $$(LDFLAGS) $$(LDLIBS)
+endef
+$(foreach t,$(patsubst tools/%,%,$(TOOL_DIRS)),$(eval $(call tool_rule,$(t))))
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/librampart.a $(ALL_H) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/librampart.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# Tests abort on a broken invariant (RP_ASSERT, util.h) instead of
+# counting it, so the test that broke it fails.
 unit: $(UNITS)
-	@fail=0; for t in $(UNITS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+	@fail=0; for t in $(UNITS); do echo "== $$t"; RAMPART_ASSERT=abort $$t || fail=1; done; exit $$fail
 
 integration: all
-	RAMPART_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration
+	RAMPART_ASSERT=abort RAMPART_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration
 
 # Installs missing packages first (a no-op when everything is present),
 # then runs both suites; recursive so -j cannot reorder the steps.
@@ -84,23 +104,23 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_CC    ?= clang
 FUZZ_RUNS  ?= 10000000
 FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_FLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc $(FUZZ_SAN)
+FUZZ_FLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE $(INCLUDES) $(FUZZ_SAN)
 FUZZ_OBJ   := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRC))
 FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
 
 .PHONY: fuzz-long
 fuzz: $(FUZZ_BINS)
 
-$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_BUILD)/obj
-	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(FUZZ_BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
 
-$(FUZZ_BUILD)/obj:
-	mkdir -p $@
+-include $(FUZZ_OBJ:.o=.d)
 
 $(FUZZ_BUILD)/librampart.a: $(FUZZ_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/librampart.a $(wildcard src/*.h)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/librampart.a $(ALL_H)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/librampart.a $(LDLIBS)
 
 fuzz-long: fuzz

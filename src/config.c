@@ -186,7 +186,7 @@ static int section_map(struct conf_doc *doc, const struct conf_node *node, const
     return conf_check_keys(doc, node, keys) ? RP_ERR : RP_OK;
 }
 
-static bool addr_equal(const struct config_addr *a, const struct config_addr *b)
+static bool addr_equal(const struct server_addr *a, const struct server_addr *b)
 {
     if (a->ss.ss_family != b->ss.ss_family)
         return false;
@@ -204,7 +204,7 @@ static bool addr_equal(const struct config_addr *a, const struct config_addr *b)
 
 /* Resolve node into a, keeping the text as written (shortened to fit:
  * it is only a label). */
-static int parse_addr(struct conf_doc *doc, const struct conf_node *node, struct config_addr *a)
+static int parse_addr(struct conf_doc *doc, const struct conf_node *node, struct server_addr *a)
 {
     if (conf_addr(doc, node, &a->ss, &a->len) != RP_OK)
         return RP_ERR;
@@ -216,7 +216,7 @@ static int parse_addr(struct conf_doc *doc, const struct conf_node *node, struct
 
 /* A list of addresses, or a single one written as a plain value. */
 static int parse_addr_list(struct conf_doc *doc, const struct conf_node *node, const char *what,
-                           struct config_addr *out, size_t max, size_t *num)
+                           struct server_addr *out, size_t max, size_t *num)
 {
     const struct conf_node *items = node;
     int rc = RP_OK;
@@ -232,7 +232,7 @@ static int parse_addr_list(struct conf_doc *doc, const struct conf_node *node, c
         }
     }
     for (const struct conf_node *it = items; it; it = node->kind == CONF_SEQ ? it->next : NULL) {
-        struct config_addr a;
+        struct server_addr a;
         bool dup = false;
         if (*num == max) {
             conf_error(doc, it, "too many %s addresses (max %zu)", what, max);
@@ -267,7 +267,7 @@ static int parse_listen(struct conf_doc *doc, const struct conf_node *node, stru
 
 /* ---- upstreams ---------------------------------------------------------- */
 
-static int parse_server(struct conf_doc *doc, const struct conf_node *node, struct config_server *srv)
+static int parse_server(struct conf_doc *doc, const struct conf_node *node, struct server_conf *srv)
 {
     static const char *const keys[] = {"address", "weight", "group", NULL};
     static const char *const groups[] = {"stable", "canary", NULL};
@@ -315,7 +315,7 @@ static int up_servers(struct conf_doc *doc, const struct conf_node *node, struct
         return RP_ERR;
     }
     for (const struct conf_node *it = items; it; it = node->kind == CONF_SEQ ? it->next : NULL) {
-        struct config_server srv;
+        struct server_conf srv;
         size_t dup = SIZE_MAX;
         if (up->num_servers == CONFIG_MAX_SERVERS) {
             conf_error(doc, it, "too many servers (max %d)", CONFIG_MAX_SERVERS);
@@ -847,7 +847,7 @@ static int parse_components(struct conf_doc *doc, const struct conf_node *node, 
 static void check_status_listen(struct conf_doc *doc, const struct conf_node *root, struct config *cfg)
 {
     const struct conf_node *ln = conf_get(conf_get(root, "status"), "listen");
-    struct config_addr a;
+    struct server_addr a;
     char shown[CONF_SHOW_CAP];
 
     if (!cfg->has_status || cfg->status.listen_len == 0 || !ln)

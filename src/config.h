@@ -22,6 +22,7 @@
 #include "health.h"
 #include "outlier.h"
 #include "retry.h"
+#include "server.h"
 #include "status.h"
 #include "tenant.h"
 
@@ -34,24 +35,11 @@
  * e.g. the canary admin API unable to find its upstream. */
 #define CONFIG_NAME_MAX 63
 
-struct config_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[64]; /* as written, for logs and metrics labels */
-    int line, col; /* where it was written, for the start-up checks' errors */
-};
-
 enum config_balance { CONFIG_BALANCE_P2C = 0, CONFIG_BALANCE_ROUND_ROBIN };
-
-struct config_server {
-    struct config_addr addr;
-    unsigned weight; /* default 1 */
-    int group;       /* 0 = stable, 1 = canary (release control) */
-};
 
 struct config_upstream {
     char *name;
-    struct config_server servers[CONFIG_MAX_SERVERS];
+    struct server_conf servers[CONFIG_MAX_SERVERS];
     size_t num_servers;
     enum config_balance balance;    /* balance: p2c | round_robin */
     uint64_t connect_timeout_us;    /* default 2s */
@@ -95,14 +83,14 @@ struct config_timeouts {
 
 struct config {
     char *path;
-    struct config_addr listen[CONFIG_MAX_LISTEN];
+    struct server_addr listen[CONFIG_MAX_LISTEN];
     size_t num_listen;
     struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
     size_t num_upstreams;
     struct config_route routes[CONFIG_MAX_ROUTES];
     size_t num_routes;
     bool has_admin;
-    struct config_addr admin_listen;
+    struct server_addr admin_listen;
     char *admin_token_file; /* admin: token_file (write APIs) */
     struct config_limits limits;
     struct config_timeouts timeouts;

@@ -46,14 +46,14 @@ static const char *example(const char *name, char *buf, size_t cap)
     return buf;
 }
 
-static unsigned port_of(const struct config_addr *a)
+static unsigned port_of(const struct server_addr *a)
 {
     if (a->ss.ss_family == AF_INET)
         return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
     return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
 }
 
-static const char *ip_of(const struct config_addr *a, char *buf, size_t cap)
+static const char *ip_of(const struct server_addr *a, char *buf, size_t cap)
 {
     if (a->ss.ss_family == AF_INET)
         return inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->ss)->sin_addr, buf, (socklen_t)cap);
@@ -512,7 +512,7 @@ static void test_sections_explicit(void **state)
     assert_int_equal(cfg.tenants.entries[0].nkeys, 1);
 
     assert_true(cfg.has_status);
-    assert_int_equal(port_of(&(struct config_addr){.ss = cfg.status.listen}), 8090);
+    assert_int_equal(port_of(&(struct server_addr){.ss = cfg.status.listen}), 8090);
     assert_string_equal(cfg.status.db_path, "rampart-status.db");
     assert_string_equal(cfg.status.page_name, "rampart");
     assert_int_equal(cfg.status.refresh_us, US(2));

@@ -308,7 +308,7 @@ static void test_checker_io(void **state)
     assert_true(port > 0);
     assert_int_equal(ev_add(loop, peer.lfd, EV_READ, peer_accept, &peer), RP_OK);
 
-    struct config_server srv;
+    struct server_conf srv;
     memset(&srv, 0, sizeof srv);
     a.sin_port = htons((uint16_t)port);
     memcpy(&srv.addr.ss, &a, sizeof a);

@@ -19,7 +19,7 @@
 
 #define SEC 1000000ull
 
-static struct config_server servers[8];
+static struct server_conf servers[8];
 
 static void make_servers(size_t n)
 {

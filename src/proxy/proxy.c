@@ -60,6 +60,7 @@
 #include "outcome.h"
 #include "outlier.h"
 #include "quota.h"
+#include "reply.h"
 #include "retry.h"
 #include "canary.h"
 #include "status.h"
@@ -235,24 +236,6 @@ static void pump_schedule(struct upstream *up);
 /* ---------------------------------------------------------------------- */
 /* error replies                                                           */
 
-static const char *error_type(int status)
-{
-    switch (status) {
-    case 400: case 408: case 413: case 414: case 417: case 431: case 501: case 505:
-        return "invalid_request_error";
-    case 404:
-        return "not_found_error";
-    case 429:
-        return "rate_limit_exceeded";
-    case 503:
-        return "overloaded";
-    case 502: case 504:
-        return "upstream_error";
-    default:
-        return "server_error";
-    }
-}
-
 /* The one writer of locally generated responses: a complete response on
  * c->out, with an OpenAI-shaped JSON body so API clients parse it like any
  * other API error.  message may hold client-supplied text (a parameter
@@ -262,41 +245,26 @@ static void client_reply_error(struct client *c, int status, const char *code, c
 {
     struct request *r = &c->r;
     struct sbuf b;
-    sbuf_init(&b, 8192);
-    sbuf_adds(&b, "{\"error\":{\"message\":\"");
-    sbuf_json_str(&b, message, strlen(message));
-    sbuf_printf(&b, "\",\"type\":\"%s\",\"param\":null,\"code\":\"%s\"}}\n", error_type(status), code);
-    char head[1024];
-    int hlen = rp_snprintf(head, sizeof head,
-                           "HTTP/1.1 %d %s\r\n"
-                           "Content-Type: application/json\r\n"
-                           "Content-Length: %zu\r\n"
-                           "%s%s%s"
-                           "%s",
-                           status, h1_reason(status), b.len, r->id[0] ? "X-Request-Id: " : "", r->id,
-                           r->id[0] ? "\r\n" : "",
-                           close ? "Connection: close\r\n" : r->client_minor == 0 ? "Connection: keep-alive\r\n" : "");
-    if (hlen < 0)
-        hlen = 0;
-    size_t xlen = extra_headers ? strlen(extra_headers) : 0;
-    size_t need = (size_t)hlen + xlen + 2 + b.len;
+    sbuf_init(&b, 16384);
+    reply_error(&b,
+                &(struct reply_head){.status = status,
+                                     .conn = reply_conn(close, r->client_minor),
+                                     .request_id = r->id,
+                                     .extra_headers = extra_headers},
+                NULL, code, message);
     /* Never write half a response: a reply that cannot fit (c->out holds
      * a large unsent response) ends the connection instead. */
     if (!c->out.start)
         buf_alloc(&c->out);
-    if (buf_free_tail(&c->out) < need)
+    if (buf_free_tail(&c->out) < b.len)
         buf_compact(&c->out);
-    if (b.truncated || buf_free_tail(&c->out) < need) {
+    if (b.truncated || buf_free_tail(&c->out) < b.len) {
         c->close_after = true;
         sbuf_free(&b);
         return;
     }
-    buf_append(&c->out, head, (size_t)hlen);
-    if (xlen)
-        buf_append(&c->out, extra_headers, xlen);
-    buf_append(&c->out, "\r\n", 2);
     buf_append(&c->out, b.data, b.len);
-    r->bytes_out += need;
+    r->bytes_out += b.len;
     sbuf_free(&b);
 }
 
@@ -1197,22 +1165,26 @@ static bool try_retry(struct client *c, enum retry_failure f, enum admit_outcome
 static void sse_error_event(struct client *c, const char *code, const char *msg)
 {
     struct request *r = &c->r;
-    char ev[512];
-    int n = rp_snprintf(ev, sizeof ev,
-                        "\n\ndata: {\"error\":{\"message\":\"%s\",\"type\":\"upstream_error\",\"param\":null,"
-                        "\"code\":\"%s\"}}\n\n",
-                        msg, code);
-    if (n <= 0)
-        return;
-    if (buf_free_tail(&c->out) < (size_t)n + 32)
+    struct sbuf e;
+    sbuf_init(&e, 1024);
+    sbuf_adds(&e, "\n\ndata: ");
+    reply_error_body(&e, 502, "upstream_error", NULL, code, msg); /* ends with one newline */
+    sbuf_adds(&e, "\n");
+    const char *ev = e.data;
+    size_t n = e.len;
+    if (e.truncated || buf_free_tail(&c->out) < n + 32)
         buf_compact(&c->out);
-    if (buf_free_tail(&c->out) < (size_t)n + 32)
+    if (e.truncated || buf_free_tail(&c->out) < n + 32) {
+        sbuf_free(&e);
         return;
+    }
     if (r->resp_framing == H1_BODY_CHUNKED && !r->resp_decode) {
         /* Inside an unfinished chunk the client's decoder still expects
          * that chunk's bytes: the event cannot be framed; just cut. */
-        if (!r->resp_boundary)
+        if (!r->resp_boundary) {
+            sbuf_free(&e);
             return;
+        }
         char sz[32];
         int k = rp_snprintf(sz, sizeof sz, "%x\r\n", (unsigned)n);
         buf_append(&c->out, sz, (size_t)k);
@@ -1221,9 +1193,11 @@ static void sse_error_event(struct client *c, const char *code, const char *msg)
     } else if (r->resp_framing == H1_BODY_CLOSE || r->resp_decode) {
         buf_append(&c->out, ev, (size_t)n);
     } else {
+        sbuf_free(&e);
         return; /* Content-Length framing has no room for more bytes */
     }
     r->bytes_out += (uint64_t)n;
+    sbuf_free(&e);
 }
 
 static void upstream_fail(struct client *c, int status, const char *code, const char *msg, enum outcome o)
@@ -2353,7 +2327,7 @@ struct proxy *proxy_create(struct ev_loop *loop, const struct config *cfg, struc
     }
     px->tenants = tenant_table_new(&cfg->tenants, NULL);
     for (size_t i = 0; i < cfg->num_listen; i++) {
-        const struct config_addr *a = &cfg->listen[i];
+        const struct server_addr *a = &cfg->listen[i];
         int fd = net_listen((const struct sockaddr *)&a->ss, a->len, 4096);
         if (fd < 0) {
             rp_log_errno(errno, "cannot listen on %s", a->text);

@@ -42,6 +42,7 @@
  */
 #include "httpd.h"
 #include "net.h"
+#include "reply.h"
 #include "util.h"
 
 #include <errno.h>
@@ -121,26 +122,6 @@ static int conn_process(struct httpd_conn *c);
 static int conn_flush(struct httpd_conn *c);
 
 /* ---- small helpers ---- */
-
-/* RFC 9110 Date, cached per second (a handful of responses per second
- * share one strftime-free formatting). */
-static const char *http_date(void)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    static char text[40];
-    static time_t cached = (time_t)-1;
-    time_t now = time(NULL);
-    if (now != cached) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        rp_snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
-                    months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-        cached = now;
-    }
-    return text;
-}
 
 /* RFC 9110 token characters, for header names set by handlers. */
 static bool is_tchar(unsigned char ch)
@@ -256,20 +237,14 @@ static void build_response(struct httpd_conn *c)
      * while we write (re-armed on progress in conn_flush). */
     conn_arm(c, h->opts.idle_timeout_us);
 
-    bool no_body = r->status == 204 || r->status == 304;
+    bool no_body = reply_status_no_body(r->status);
     struct sbuf *o = &c->out_head;
-    sbuf_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n", r->status, h1_reason(r->status), http_date());
-    if (!no_body) {
-        sbuf_printf(o, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-                    r->content_type ? r->content_type : "application/json", r->body.len);
-    }
-    if (r->headers.len)
-        sbuf_add(o, r->headers.data, r->headers.len);
-    if (c->close_after)
-        sbuf_adds(o, "Connection: close\r\n");
-    else if (c->msg.minor_version == 0)
-        sbuf_adds(o, "Connection: keep-alive\r\n"); /* HTTP/1.0 keeps alive only when told */
-    sbuf_adds(o, "\r\n");
+    reply_head(o, &(struct reply_head){.status = r->status,
+                                       .content_type = r->content_type,
+                                       .content_length = r->body.len,
+                                       .conn = reply_conn(c->close_after, c->msg.minor_version),
+                                       .extra_headers = r->headers.len ? r->headers.data : NULL,
+                                       .date = true});
     c->out_body_len = (no_body || c->head_req) ? 0 : r->body.len;
     c->state = C_WRITE;
 }
@@ -735,16 +710,15 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
 
 static void refuse(struct httpd *h, int fd)
 {
-    static const char body[] =
-        "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n";
-    char msg[512];
-    int n = rp_snprintf(msg, sizeof msg,
-                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                        sizeof body - 1, body);
+    struct sbuf msg;
+    sbuf_init(&msg, 1024);
+    reply_error(&msg, &(struct reply_head){.status = 503, .conn = REPLY_CONN_CLOSE}, "server_error", NULL,
+                "too many connections");
+    size_t n = msg.truncated ? 0 : msg.len;
     /* Best effort and never blocking: the point is to shed this peer. */
     if (n > 0)
-        (void)send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)send(fd, msg.data, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    sbuf_free(&msg);
     close(fd);
     uint64_t now = ev_now(h->loop);
     if (now - h->last_accept_log_us >= 1000000) {
@@ -961,22 +935,10 @@ size_t httpd_serve_bytes(const char *name, httpd_handler handler, void *arg, con
 void httpd_json_error_code(struct httpd_response *resp, int status, const char *type, const char *code,
                            const char *message)
 {
-    struct sbuf *b = &resp->body;
     resp->status = status;
     resp->content_type = "application/json";
-    sbuf_reset(b);
-    sbuf_adds(b, "{\"error\":{\"message\":\"");
-    sbuf_json_str(b, message, strlen(message));
-    sbuf_adds(b, "\",\"type\":\"");
-    sbuf_json_str(b, type, strlen(type));
-    sbuf_adds(b, "\",\"param\":null,\"code\":");
-    if (code) {
-        sbuf_add(b, "\"", 1);
-        sbuf_json_str(b, code, strlen(code));
-        sbuf_adds(b, "\"}}\n");
-    } else {
-        sbuf_adds(b, "null}}\n");
-    }
+    sbuf_reset(&resp->body);
+    reply_error_body(&resp->body, status, type, NULL, code, message);
 }
 
 void httpd_json_error(struct httpd_response *resp, int status, const char *type, const char *message)

@@ -283,6 +283,9 @@ static void render_process(struct admin *a, struct sbuf *out)
     metrics_family(out, "rampart_build_info", "gauge", "Build information; the value is always 1.");
     rp_snprintf(labels, sizeof labels, "version=\"%s\"", RP_VERSION);
     metrics_sample_u64(out, "rampart_build_info", labels, 1);
+    metrics_family(out, "rampart_assertion_failures_total", "counter",
+                   "Broken internal invariants (RP_ASSERT) since start; anything above 0 is a bug to report.");
+    metrics_sample_u64(out, "rampart_assertion_failures_total", "", rp_assert_failures());
     metrics_family(out, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.");
     metrics_sample_f64(out, "process_start_time_seconds", "", a->start_time_s);
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
@@ -348,7 +351,7 @@ static void admin_handle(void *arg, const struct httpd_request *req, struct http
 /* ---- public ---- */
 
 /* Log the address actually bound (the configured port may be 0). */
-static void log_listening(const struct admin *a, const struct config_addr *ca)
+static void log_listening(const struct admin *a, const struct server_addr *ca)
 {
     struct sockaddr_storage ss = ca->ss;
     char text[NET_ADDR_TEXT_MAX];

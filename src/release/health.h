@@ -36,7 +36,7 @@
 
 /* config.h includes this header for struct health_conf, so only a
  * declaration here. */
-struct config_server;
+struct server_conf;
 
 #define HEALTH_PATH_MAX 256
 #define HEALTH_HOST_MAX 128
@@ -46,7 +46,7 @@ struct config_server;
 #define HEALTH_SLOW_START_FLOOR 0.1
 /* Bytes read looking for the end of the status line. */
 #define HEALTH_READ_MAX 512
-/* Servers per checker (config.c allows CONFIG_MAX_SERVERS, checked equal in health.c). */
+/* Servers per checker (config.c allows CONFIG_MAX_SERVERS and checks it fits). */
 #define HEALTH_MAX_SERVERS 64
 
 struct health_conf {
@@ -132,7 +132,7 @@ typedef void (*health_change_cb)(void *arg, size_t server, bool up);
  * is registered for metrics until health_checker_free.  Returns NULL
  * (logged) when conf->enabled is false. */
 struct health_checker *health_checker_new(struct ev_loop *loop, const char *upstream, const struct health_conf *conf,
-                                          const struct config_server *servers, size_t n, health_change_cb cb,
+                                          const struct server_conf *servers, size_t n, health_change_cb cb,
                                           void *arg);
 /* Cancel timers, close any check in flight, free. */
 void health_checker_free(struct health_checker *hc);

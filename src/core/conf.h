@@ -124,4 +124,86 @@ const char *conf_show_path(const char *s, char *buf, size_t cap);
  * "2m", "1d"); returns bytes written, or -1 when it did not fit. */
 int conf_format_duration(char *buf, size_t cap, uint64_t us);
 
+/* ---- table-driven sections ---------------------------------------------
+ *
+ * A section is one table of rows, one row per key: its kind, where the
+ * value goes in the section's struct (offset and size), its bounds and its
+ * default.  The known-keys list and every error message come from the
+ * table, so a key cannot be accepted without being parsed, nor parsed
+ * without being accepted (as nginx's ngx_command_t rows do).
+ *
+ *     static const struct conf_field retry_fields[] = {
+ *         CONF_FIELD_DOUBLE("budget", struct retry_conf, budget, 0.0, 1.0, 0.2),
+ *         CONF_FIELD_DURATION("window", struct retry_conf, window_us, SEC(1), HOUR(1), SEC(10)),
+ *         CONF_FIELD_END
+ *     };
+ *     conf_fields_defaults(retry_fields, &conf);
+ *     conf_fields_parse(doc, node, retry_fields, &conf);
+ *
+ * Checks that span several keys (min <= max, timeout < interval) stay in
+ * the section's parser, after conf_fields_parse().  A key whose value is
+ * not a scalar of one of these kinds is a CONF_F_CUSTOM row: the table
+ * still owns the key, and its parse function reads the node. */
+
+enum conf_field_kind {
+    CONF_F_END = 0,   /* table terminator */
+    CONF_F_BOOL,      /* bool */
+    CONF_F_UINT,      /* unsigned integer of size 1, 2, 4 or 8 bytes, in [min, max] */
+    CONF_F_DOUBLE,    /* double, in [dmin, dmax] */
+    CONF_F_DURATION,  /* uint64_t microseconds, in [min, max] */
+    CONF_F_SIZE,      /* unsigned integer (4 or 8 bytes) of bytes ("16k"), in [min, max] */
+    CONF_F_ENUM,      /* int: index into names[] */
+    CONF_F_STRBUF,    /* char[size]: copied, refused when it does not fit; min is the least length */
+    CONF_F_CUSTOM,    /* parse(doc, node, base) when the key is present */
+    CONF_F_IGNORE,    /* accepted here, parsed by someone else (documented at the row) */
+};
+
+struct conf_field {
+    const char *key;
+    enum conf_field_kind kind;
+    size_t offset; /* of the member in the section's struct */
+    size_t size;   /* sizeof the member */
+    uint64_t min, max, def;
+    double dmin, dmax, ddef;
+    const char *const *names; /* CONF_F_ENUM: NULL-ended */
+    const char *sdef;         /* CONF_F_STRBUF default */
+    int (*parse)(struct conf_doc *doc, const struct conf_node *node, void *base);
+};
+
+#define CONF_MEMBER_SIZE(type, member) sizeof(((type *)0)->member)
+#define CONF_FIELD_BOOL(k, type, m, d)                                                                       \
+    {.key = (k), .kind = CONF_F_BOOL, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),          \
+     .def = (d)}
+#define CONF_FIELD_UINT(k, type, m, lo, hi, d)                                                               \
+    {.key = (k), .kind = CONF_F_UINT, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),          \
+     .min = (lo), .max = (hi), .def = (d)}
+#define CONF_FIELD_DOUBLE(k, type, m, lo, hi, d)                                                             \
+    {.key = (k), .kind = CONF_F_DOUBLE, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),        \
+     .dmin = (lo), .dmax = (hi), .ddef = (d)}
+#define CONF_FIELD_DURATION(k, type, m, lo, hi, d)                                                           \
+    {.key = (k), .kind = CONF_F_DURATION, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),      \
+     .min = (lo), .max = (hi), .def = (d)}
+#define CONF_FIELD_SIZE(k, type, m, lo, hi, d)                                                               \
+    {.key = (k), .kind = CONF_F_SIZE, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),          \
+     .min = (lo), .max = (hi), .def = (d)}
+#define CONF_FIELD_ENUM(k, type, m, nm, d)                                                                   \
+    {.key = (k), .kind = CONF_F_ENUM, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),          \
+     .names = (nm), .def = (d)}
+#define CONF_FIELD_STRBUF(k, type, m, minlen, d)                                                             \
+    {.key = (k), .kind = CONF_F_STRBUF, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),        \
+     .min = (minlen), .sdef = (d)}
+#define CONF_FIELD_CUSTOM(k, fn) {.key = (k), .kind = CONF_F_CUSTOM, .parse = (fn)}
+#define CONF_FIELD_IGNORE(k) {.key = (k), .kind = CONF_F_IGNORE}
+#define CONF_FIELD_END {.key = NULL, .kind = CONF_F_END}
+
+/* Store every row's default in base (custom and ignored rows untouched). */
+void conf_fields_defaults(const struct conf_field *fields, void *base);
+/* node must be a map (NULL: nothing to do, RP_OK).  Records "unknown key"
+ * for keys not in the table, then parses every present key into base;
+ * absent keys keep what base holds.  RP_OK when no error was recorded. */
+int conf_fields_parse(struct conf_doc *doc, const struct conf_node *node, const struct conf_field *fields,
+                      void *base);
+/* The row for key, or NULL (for documentation and tests). */
+const struct conf_field *conf_field_find(const struct conf_field *fields, const char *key);
+
 #endif

@@ -8,7 +8,7 @@
  * failures that got it ejected (which would eject it again at once).
  */
 #include "outlier.h"
-#include "config.h"
+#include "server.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -18,7 +18,6 @@
 
 static struct outlier *registry;
 
-_Static_assert(OUTLIER_MAX_SERVERS >= CONFIG_MAX_SERVERS, "a detector must hold every server of an upstream");
 
 void outlier_conf_default(struct outlier_conf *c)
 {
@@ -82,7 +81,7 @@ int outlier_conf_parse(struct conf_doc *doc, const struct conf_node *node, struc
     return rc;
 }
 
-struct outlier *outlier_new(const char *upstream, const struct outlier_conf *conf, const struct config_server *servers,
+struct outlier *outlier_new(const char *upstream, const struct outlier_conf *conf, const struct server_conf *servers,
                             size_t n, uint64_t now_us)
 {
     struct outlier *o = rp_xcalloc(1, sizeof *o);

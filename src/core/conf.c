@@ -1220,3 +1220,168 @@ int conf_enum(struct conf_doc *doc, const struct conf_node *node, const char *co
     conf_error(doc, node, "bad value \"%s\" (expected one of: %s)", show(node->value, s, sizeof s), list);
     return RP_ERR;
 }
+
+/* ---- table-driven sections ---------------------------------------------- */
+
+static void field_store_uint(void *base, const struct conf_field *f, uint64_t v)
+{
+    char *p = (char *)base + f->offset;
+    switch (f->size) {
+    case 1: { uint8_t x = (uint8_t)v; memcpy(p, &x, 1); break; }
+    case 2: { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
+    case 4: { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); break; }
+    default: memcpy(p, &v, 8); break;
+    }
+}
+
+static uint64_t field_load_uint(const void *base, const struct conf_field *f)
+{
+    const char *p = (const char *)base + f->offset;
+    switch (f->size) {
+    case 1: { uint8_t x; memcpy(&x, p, 1); return x; }
+    case 2: { uint16_t x; memcpy(&x, p, 2); return x; }
+    case 4: { uint32_t x; memcpy(&x, p, 4); return x; }
+    default: { uint64_t x; memcpy(&x, p, 8); return x; }
+    }
+}
+
+void conf_fields_defaults(const struct conf_field *fields, void *base)
+{
+    for (const struct conf_field *f = fields; f->key; f++) {
+        char *p = (char *)base + f->offset;
+        switch (f->kind) {
+        case CONF_F_BOOL: {
+            bool b = f->def != 0;
+            memcpy(p, &b, sizeof b);
+            break;
+        }
+        case CONF_F_UINT:
+        case CONF_F_DURATION:
+        case CONF_F_SIZE:
+            field_store_uint(base, f, f->def);
+            break;
+        case CONF_F_DOUBLE:
+            memcpy(p, &f->ddef, sizeof f->ddef);
+            break;
+        case CONF_F_ENUM: {
+            int e = (int)f->def;
+            memcpy(p, &e, sizeof e);
+            break;
+        }
+        case CONF_F_STRBUF:
+            if (f->size) {
+                const char *d = f->sdef ? f->sdef : "";
+                size_t n = strlen(d);
+                if (n >= f->size)
+                    n = f->size - 1;
+                memcpy(p, d, n);
+                p[n] = '\0';
+            }
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+const struct conf_field *conf_field_find(const struct conf_field *fields, const char *key)
+{
+    for (const struct conf_field *f = fields; f->key; f++)
+        if (strcmp(f->key, key) == 0)
+            return f;
+    return NULL;
+}
+
+static int field_parse(struct conf_doc *doc, const struct conf_node *n, const struct conf_field *f, void *base)
+{
+    char *p = (char *)base + f->offset;
+    switch (f->kind) {
+    case CONF_F_BOOL: {
+        bool b;
+        memcpy(&b, p, sizeof b);
+        int rc = conf_bool(doc, n, &b);
+        memcpy(p, &b, sizeof b);
+        return rc;
+    }
+    case CONF_F_UINT: {
+        uint64_t v = field_load_uint(base, f);
+        int rc = conf_uint(doc, n, f->min, f->max, &v);
+        if (rc == RP_OK)
+            field_store_uint(base, f, v);
+        return rc;
+    }
+    case CONF_F_DURATION: {
+        uint64_t v = field_load_uint(base, f);
+        int rc = conf_duration_range(doc, n, f->min, f->max, &v);
+        if (rc == RP_OK)
+            field_store_uint(base, f, v);
+        return rc;
+    }
+    case CONF_F_SIZE: {
+        uint64_t v = field_load_uint(base, f);
+        int rc = conf_size_range(doc, n, f->min, f->max, &v);
+        if (rc == RP_OK)
+            field_store_uint(base, f, v);
+        return rc;
+    }
+    case CONF_F_DOUBLE: {
+        double d;
+        memcpy(&d, p, sizeof d);
+        int rc = conf_double(doc, n, f->dmin, f->dmax, &d);
+        memcpy(p, &d, sizeof d);
+        return rc;
+    }
+    case CONF_F_ENUM: {
+        int e;
+        memcpy(&e, p, sizeof e);
+        int rc = conf_enum(doc, n, f->names, &e);
+        memcpy(p, &e, sizeof e);
+        return rc;
+    }
+    case CONF_F_STRBUF: {
+        const char *v = NULL;
+        if (conf_string(doc, n, &v) != RP_OK)
+            return RP_ERR;
+        size_t len = strlen(v);
+        if (len < f->min) {
+            conf_error(doc, n, f->min == 1 ? "must not be empty" : "too short (at least %llu bytes)",
+                       (unsigned long long)f->min);
+            return RP_ERR;
+        }
+        if (len >= f->size) {
+            conf_error(doc, n, "too long (at most %zu bytes)", f->size - 1);
+            return RP_ERR;
+        }
+        memcpy(p, v, len + 1);
+        return RP_OK;
+    }
+    case CONF_F_CUSTOM:
+        return f->parse ? f->parse(doc, n, base) : RP_OK;
+    default:
+        return RP_OK;
+    }
+}
+
+int conf_fields_parse(struct conf_doc *doc, const struct conf_node *node, const struct conf_field *fields,
+                      void *base)
+{
+    if (!node)
+        return RP_OK;
+    if (conf_expect_map(doc, node) != RP_OK)
+        return RP_ERR;
+    const char *keys[128];
+    size_t nk = 0;
+    for (const struct conf_field *f = fields; f->key; f++) {
+        RP_ASSERT(nk + 1 < RP_ARRAY_LEN(keys));
+        if (nk + 1 < RP_ARRAY_LEN(keys))
+            keys[nk++] = f->key;
+    }
+    keys[nk] = NULL;
+    int rc = conf_check_keys(doc, node, keys) > 0 ? RP_ERR : RP_OK;
+    for (const struct conf_field *f = fields; f->key; f++) {
+        const struct conf_node *n = conf_get(node, f->key);
+        if (n && field_parse(doc, n, f, base) != RP_OK)
+            rc = RP_ERR;
+    }
+    return rc;
+}

@@ -41,7 +41,7 @@ struct uconn {
 struct server {
     struct upstream *up;
     int index;
-    const struct config_server *conf;
+    const struct server_conf *conf;
     char name[64];             /* address text */
     unsigned inflight;         /* requests dispatched and not finished */
     bool usable;               /* false when administratively disabled */

@@ -245,3 +245,35 @@ bool rp_utf8_valid(const char *s, size_t len, size_t *bad_at)
     }
     return true;
 }
+
+/* ---- invariants ---- */
+
+static uint64_t assert_failures;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define RP_ASSERT_ABORT_DEFAULT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RP_ASSERT_ABORT_DEFAULT 1
+#endif
+#endif
+#ifndef RP_ASSERT_ABORT_DEFAULT
+#define RP_ASSERT_ABORT_DEFAULT 0
+#endif
+
+void rp_assert_fail(const char *cond, const char *file, int line)
+{
+    assert_failures++;
+    rp_log_err("assertion failed: %s (%s:%d)", cond, file, line);
+    const char *mode = getenv("RAMPART_ASSERT");
+    bool do_abort = RP_ASSERT_ABORT_DEFAULT;
+    if (mode)
+        do_abort = strcmp(mode, "abort") == 0;
+    if (do_abort)
+        abort();
+}
+
+uint64_t rp_assert_failures(void)
+{
+    return assert_failures;
+}

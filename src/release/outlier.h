@@ -44,9 +44,9 @@
 
 /* config.h includes this header for struct outlier_conf, so only a
  * declaration here. */
-struct config_server;
+struct server_conf;
 
-/* Servers per upstream (equal to CONFIG_MAX_SERVERS, checked in outlier.c). */
+/* Servers per upstream (config.c checks CONFIG_MAX_SERVERS fits). */
 #define OUTLIER_MAX_SERVERS 64
 
 #define OUTLIER_BUCKETS 10
@@ -128,7 +128,7 @@ struct outlier {
 /* Create and register the detector for an upstream's servers (n <=
  * OUTLIER_MAX_SERVERS; more are ignored).  conf is copied.  All servers
  * start available and eligible. */
-struct outlier *outlier_new(const char *upstream, const struct outlier_conf *conf, const struct config_server *servers,
+struct outlier *outlier_new(const char *upstream, const struct outlier_conf *conf, const struct server_conf *servers,
                             size_t n, uint64_t now_us);
 void outlier_free(struct outlier *o);
 

@@ -32,6 +32,21 @@
 #define RP_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define RP_UNUSED(x) ((void)(x))
 
+/* Invariants.  RP_ASSERT(cond) states what must always hold (a counter
+ * that cannot go below zero, a state that cannot be reached).  When it
+ * does not hold, rp_assert_fail() logs "assertion failed: COND (FILE:LINE)"
+ * and then:
+ *   - aborts in sanitizer builds, and wherever the environment says
+ *     RAMPART_ASSERT=abort (the unit and integration tests set it), so a
+ *     broken invariant fails the test that broke it;
+ *   - otherwise counts it (rp_assert_failures(), shown in /metrics) and
+ *     returns, so a production gateway fails safe and keeps serving: the
+ *     statement after RP_ASSERT still handles the impossible case.
+ * The condition is always evaluated once: no side effects in it. */
+#define RP_ASSERT(cond) ((cond) ? (void)0 : rp_assert_fail(#cond, __FILE__, __LINE__))
+void rp_assert_fail(const char *cond, const char *file, int line);
+uint64_t rp_assert_failures(void);
+
 /* Monotonic microseconds since an arbitrary origin. */
 uint64_t rp_now_us(void);
 /* Wall-clock milliseconds since the Unix epoch. */

@@ -14,7 +14,7 @@
  * which a probe has no timer armed (except after free).
  */
 #include "health.h"
-#include "config.h"
+#include "server.h"
 #include "net.h"
 #include "metrics.h"
 #include "util.h"
@@ -234,7 +234,6 @@ struct health_checker {
 
 static struct health_checker *registry;
 
-_Static_assert(HEALTH_MAX_SERVERS >= CONFIG_MAX_SERVERS, "a checker must hold every server of an upstream");
 
 static void probe_close(struct health_probe *p)
 {
@@ -384,7 +383,7 @@ static void probe_timer(struct ev_loop *loop, struct ev_timer *t, void *arg)
 }
 
 struct health_checker *health_checker_new(struct ev_loop *loop, const char *upstream, const struct health_conf *conf,
-                                          const struct config_server *servers, size_t n, health_change_cb cb, void *arg)
+                                          const struct server_conf *servers, size_t n, health_change_cb cb, void *arg)
 {
     if (!conf->enabled)
         return NULL;
