@@ -1,6 +1,8 @@
 # rampart — plain Makefile.
 #   make            build build/rampart, build/llmsim, build/loadgen
-#   make test       unit tests (cmocka) + integration tests (pytest)
+#   make test       static checks + unit tests (cmocka) + integration tests (pytest)
+#   make check      static checks only: layers (scripts/check-layers.py), format-check
+#   make format     reformat the code with clang-format (.clang-format)
 #   make SAN=1      ASan+UBSan build (objects go to build-san/ unless BUILD is set)
 #   make WERROR=1   warnings are errors (CI)
 #   make fuzz       libFuzzer targets (clang) under build-fuzz/ (FUZZ_BUILD)
@@ -49,7 +51,7 @@ FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 
 PYTHON  := /usr/bin/python3
 
-.PHONY: all test unit integration fuzz demo bench clean deps format
+.PHONY: all test unit integration check format format-check fuzz demo bench clean deps
 all: $(BUILD)/rampart $(TOOLS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -89,10 +91,25 @@ integration: all
 	RAMPART_ASSERT=abort RAMPART_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration
 
 # Installs missing packages first (a no-op when everything is present),
-# then runs both suites; recursive so -j cannot reorder the steps.
+# then the static checks and both suites; recursive so -j cannot reorder
+# the steps.
 test:
 	@bash scripts/deps.sh
-	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory check unit integration
+
+# Static checks: includes go down the layers (docs/architecture.md), and
+# the code is formatted as .clang-format says.
+check: format-check
+	@$(PYTHON) scripts/check-layers.py
+
+CLANG_FORMAT ?= clang-format-14
+FORMAT_SRC := $(wildcard src/*.[ch] src/*/*.[ch] tools/*/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+
+format:
+	$(CLANG_FORMAT) -i $(FORMAT_SRC)
+
+format-check:
+	@$(CLANG_FORMAT) --dry-run -Werror $(FORMAT_SRC) && echo "format-check: $(words $(FORMAT_SRC)) files formatted as .clang-format says"
 
 # libFuzzer targets (clang): the library is compiled once with coverage,
 # ASan and UBSan (UB aborts, so the fuzzer reports it), then each

@@ -14,9 +14,10 @@ set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 
-# prometheus provides promtool, which the metrics integration test runs on /metrics.
+# prometheus provides promtool, which the metrics integration test runs on /metrics;
+# clang-format-14 is what make format-check (part of make test) compares the code with.
 base=(build-essential pkg-config libyaml-dev libsqlite3-dev libjansson-dev libssl-dev
-      libcmocka-dev python3 python3-pytest curl prometheus)
+      libcmocka-dev python3 python3-pytest curl prometheus clang-format-14)
 fuzz=(clang libclang-rt-14-dev)
 bench=(haproxy nginx-light wrk gnuplot-nox)
 browser=(chromium)

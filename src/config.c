@@ -36,10 +36,13 @@
  *   - free releases what parse allocated; it runs for every load, also a
  *     failed one, on a struct that parse may have filled only partly (and
  *     that is zeroed before parsing).
- * Keys inside an upstream (health_check, outlier, retry, canary, ...) work
- * the same way through upstream_keys[], with a struct config_upstream
- * instead of struct config; checks across the keys of one upstream go in
- * check_upstream(), checks across sections in validate().
+ * Keys inside an upstream (health_check, outlier, retry, canary, ...) are
+ * rows of upstream_fields[] (struct conf_field, conf.h: one row per key,
+ * from which the known keys and the errors derive), read into a struct
+ * config_upstream; the keys of the other sections of this file are rows
+ * of the same kind (limits_fields[], timeouts_fields[], admin_fields[],
+ * log_fields[], pool_fields[]).  Checks across the keys of one upstream go
+ * in check_upstream(), checks across sections in validate().
  *
  * Two keys do not fit "one node, one parser":
  *   - an upstream's overload: is applied on top of the global overload:
@@ -61,7 +64,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "admin.h"
+#include "admin_token.h"
 #include "util.h"
 
 #define CONFIG_PREFIX_MAX 1024 /* route prefixes */
@@ -75,13 +78,6 @@ struct config_section {
     bool required;
     int (*parse)(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
     void (*free)(struct config *cfg);
-};
-
-struct config_upstream_key {
-    const char *key;
-    bool required;
-    int (*parse)(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
-    void (*free)(struct config_upstream *up);
 };
 
 static int parse_listen(struct conf_doc *doc, const struct conf_node *node, struct config *cfg);
@@ -116,75 +112,57 @@ static const struct config_section config_sections[] = {
     {"components", false, parse_components, NULL}, /* parsed by parse_status */
 };
 
-static int up_servers(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
-static int up_balance(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
-static int up_connect_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
-static int up_first_byte_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
-static int up_idle_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
-static int up_pool(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
-static int up_overload(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_servers(struct conf_doc *doc, const struct conf_node *node, void *base);
+static int up_pool(struct conf_doc *doc, const struct conf_node *node, void *base);
 static int up_health(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
 static int up_outlier(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
 static int up_retry(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
 static int up_canary(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up);
+static int up_health_row(struct conf_doc *doc, const struct conf_node *node, void *base);
+static int up_outlier_row(struct conf_doc *doc, const struct conf_node *node, void *base);
+static int up_retry_row(struct conf_doc *doc, const struct conf_node *node, void *base);
+static int up_canary_row(struct conf_doc *doc, const struct conf_node *node, void *base);
 
-static const struct config_upstream_key upstream_keys[] = {
-    {"servers", true, up_servers, NULL},
-    {"balance", false, up_balance, NULL},
-    {"connect_timeout", false, up_connect_timeout, NULL},
-    {"first_byte_timeout", false, up_first_byte_timeout, NULL},
-    {"idle_timeout", false, up_idle_timeout, NULL},
-    {"pool", false, up_pool, NULL},
-    {"overload", false, up_overload, NULL}, /* applied by parse_overload() */
-    {"health_check", false, up_health, NULL},
-    {"outlier", false, up_outlier, NULL},
-    {"retry", false, up_retry, NULL},
-    {"canary", false, up_canary, NULL},
+static const char *const balance_names[] = {"p2c", "round_robin", NULL};
+
+/* The keys of one upstream, one row each (conf.h): the row is what makes
+ * a key known, so a key cannot be accepted and then ignored.  Sections of
+ * their own (health_check, outlier, ...) are custom rows that call the
+ * subsystem's parser; upstream_defaults() sets every default first. */
+static const struct conf_field upstream_fields[] = {
+    CONF_FIELD_CUSTOM("servers", up_servers), /* required: checked in parse_upstream() */
+    CONF_FIELD_ENUM("balance", struct config_upstream, balance, balance_names, CONFIG_BALANCE_P2C),
+    CONF_FIELD_DURATION("connect_timeout", struct config_upstream, connect_timeout_us, MSEC(1), SEC(3600), SEC(2)),
+    CONF_FIELD_DURATION("first_byte_timeout", struct config_upstream, first_byte_timeout_us, MSEC(1), SEC(86400),
+                        SEC(60)),
+    CONF_FIELD_DURATION("idle_timeout", struct config_upstream, idle_timeout_us, MSEC(1), SEC(86400), SEC(60)),
+    CONF_FIELD_CUSTOM("pool", up_pool),
+    CONF_FIELD_IGNORE("overload"), /* applied on top of the global section by parse_overload() */
+    CONF_FIELD_CUSTOM("health_check", up_health_row),
+    CONF_FIELD_CUSTOM("outlier", up_outlier_row),
+    CONF_FIELD_CUSTOM("retry", up_retry_row),
+    CONF_FIELD_CUSTOM("canary", up_canary_row),
+    CONF_FIELD_END,
+};
+
+/* pool: inside an upstream; its fields live in struct config_upstream. */
+static const struct conf_field pool_fields[] = {
+    CONF_FIELD_UINT("max_idle", struct config_upstream, pool_max_idle, 0, 10000, 64),
+    CONF_FIELD_DURATION("idle_timeout", struct config_upstream, pool_idle_timeout_us, MSEC(1), SEC(86400), SEC(60)),
+    CONF_FIELD_END,
 };
 
 /* The subsystems size their per-server tables and name buffers for what
  * this file accepts; a mismatch would silently drop servers or cut names. */
 _Static_assert(CONFIG_MAX_SERVERS <= HEALTH_MAX_SERVERS, "health checker holds every server");
 _Static_assert(CONFIG_MAX_SERVERS <= OUTLIER_MAX_SERVERS, "outlier detector holds every server");
+_Static_assert(CONFIG_MAX_UPSTREAMS <= STATUS_MAX_UPSTREAMS, "status holds every upstream");
+_Static_assert(CONFIG_MAX_SERVERS <= CANARY_MAX_SERVERS, "a release is named from every canary server");
 _Static_assert(CONFIG_NAME_MAX < HEALTH_NAME_MAX && CONFIG_NAME_MAX < OUTLIER_NAME_MAX &&
                    CONFIG_NAME_MAX < RETRY_NAME_MAX && CONFIG_NAME_MAX < CANARY_NAME_MAX,
                "an upstream name fits every subsystem's name buffer");
 
 /* ---- small helpers ------------------------------------------------------ */
-
-/* Default, then the configured value when present and valid. */
-static int get_duration(struct conf_doc *doc, const struct conf_node *node, uint64_t def, uint64_t min, uint64_t max,
-                        uint64_t *out)
-{
-    *out = def;
-    return conf_duration_range(doc, node, min, max, out);
-}
-
-static int get_size(struct conf_doc *doc, const struct conf_node *node, uint64_t def, uint64_t min, uint64_t max,
-                    size_t *out)
-{
-    uint64_t v = def;
-    int rc = conf_size_range(doc, node, min, max, &v);
-    *out = (size_t)v;
-    return rc;
-}
-
-static int get_uint(struct conf_doc *doc, const struct conf_node *node, uint64_t def, uint64_t min, uint64_t max,
-                    size_t *out)
-{
-    uint64_t v = def;
-    int rc = conf_uint(doc, node, min, max, &v);
-    *out = (size_t)v;
-    return rc;
-}
-
-/* A section that must be a map when present; checks its keys too. */
-static int section_map(struct conf_doc *doc, const struct conf_node *node, const char *const *keys)
-{
-    if (conf_expect_map(doc, node) != RP_OK)
-        return RP_ERR;
-    return conf_check_keys(doc, node, keys) ? RP_ERR : RP_OK;
-}
 
 static bool addr_equal(const struct server_addr *a, const struct server_addr *b)
 {
@@ -295,8 +273,9 @@ static int parse_server(struct conf_doc *doc, const struct conf_node *node, stru
     return rc;
 }
 
-static int up_servers(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+static int up_servers(struct conf_doc *doc, const struct conf_node *node, void *base)
 {
+    struct config_upstream *up = base;
     const struct conf_node *items = node;
     const struct conf_node *first_at[CONFIG_MAX_SERVERS];
     bool stable = false;
@@ -348,55 +327,9 @@ static int up_servers(struct conf_doc *doc, const struct conf_node *node, struct
     return rc;
 }
 
-static int up_balance(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
+static int up_pool(struct conf_doc *doc, const struct conf_node *node, void *base)
 {
-    static const char *const names[] = {"p2c", "round_robin", NULL};
-    int v = CONFIG_BALANCE_P2C;
-    int rc = conf_enum(doc, node, names, &v);
-    up->balance = (enum config_balance)v;
-    return rc;
-}
-
-static int up_connect_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
-{
-    return get_duration(doc, node, SEC(2), MSEC(1), SEC(3600), &up->connect_timeout_us);
-}
-
-static int up_first_byte_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
-{
-    return get_duration(doc, node, SEC(60), MSEC(1), SEC(86400), &up->first_byte_timeout_us);
-}
-
-static int up_idle_timeout(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
-{
-    return get_duration(doc, node, SEC(60), MSEC(1), SEC(86400), &up->idle_timeout_us);
-}
-
-static int up_pool(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
-{
-    static const char *const keys[] = {"max_idle", "idle_timeout", NULL};
-    int rc = RP_OK;
-    up->pool_max_idle = 64;
-    up->pool_idle_timeout_us = SEC(60);
-    if (!node)
-        return RP_OK;
-    if (section_map(doc, node, keys) != RP_OK)
-        rc = RP_ERR;
-    if (get_uint(doc, conf_get(node, "max_idle"), 64, 0, 10000, &up->pool_max_idle) != RP_OK)
-        rc = RP_ERR;
-    if (get_duration(doc, conf_get(node, "idle_timeout"), SEC(60), MSEC(1), SEC(86400), &up->pool_idle_timeout_us) !=
-        RP_OK)
-        rc = RP_ERR;
-    return rc;
-}
-
-/* Applied later, on top of the global section: see parse_overload(). */
-static int up_overload(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
-{
-    (void)doc;
-    (void)node;
-    admit_conf_default(&up->overload);
-    return RP_OK;
+    return conf_fields_parse(doc, node, pool_fields, base);
 }
 
 static int up_health(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
@@ -423,6 +356,41 @@ static int up_canary(struct conf_doc *doc, const struct conf_node *node, struct 
 {
     canary_conf_default(&up->canary);
     return canary_conf_parse(doc, node, &up->canary);
+}
+
+static int up_health_row(struct conf_doc *doc, const struct conf_node *node, void *base)
+{
+    return up_health(doc, node, base);
+}
+
+static int up_outlier_row(struct conf_doc *doc, const struct conf_node *node, void *base)
+{
+    return up_outlier(doc, node, base);
+}
+
+static int up_retry_row(struct conf_doc *doc, const struct conf_node *node, void *base)
+{
+    return up_retry(doc, node, base);
+}
+
+static int up_canary_row(struct conf_doc *doc, const struct conf_node *node, void *base)
+{
+    return up_canary(doc, node, base);
+}
+
+/* Every default of an upstream, before any of its keys is read: a broken
+ * upstream still holds sane values, and each key's own errors are still
+ * reported.  (The subsystem parsers set their defaults when given no
+ * node.) */
+static void upstream_defaults(struct conf_doc *doc, struct config_upstream *up)
+{
+    conf_fields_defaults(upstream_fields, up);
+    conf_fields_defaults(pool_fields, up);
+    admit_conf_default(&up->overload);
+    up_health(doc, NULL, up);
+    up_outlier(doc, NULL, up);
+    up_retry(doc, NULL, up);
+    up_canary(doc, NULL, up);
 }
 
 /* Does some server item say group: canary, parsed or not?  A canary server
@@ -473,33 +441,17 @@ static bool valid_name(const char *s)
 
 static int parse_upstream(struct conf_doc *doc, const struct conf_node *node, struct config_upstream *up)
 {
-    const char *keys[RP_ARRAY_LEN(upstream_keys) + 1];
     int rc = RP_OK;
-    bool is_map = node->kind == CONF_MAP;
-
-    if (!is_map) {
-        conf_expect_map(doc, node);
+    upstream_defaults(doc, up);
+    if (conf_fields_parse(doc, node, upstream_fields, up) != RP_OK)
         rc = RP_ERR;
-    } else {
-        for (size_t i = 0; i < RP_ARRAY_LEN(upstream_keys); i++)
-            keys[i] = upstream_keys[i].key;
-        keys[RP_ARRAY_LEN(upstream_keys)] = NULL;
-        if (conf_check_keys(doc, node, keys))
-            rc = RP_ERR;
+    if (node->kind != CONF_MAP)
+        return RP_ERR;
+    if (!conf_get(node, "servers")) {
+        conf_error_key(doc, node, "missing required key \"servers\"");
+        rc = RP_ERR;
     }
-    /* Every key parser runs, even for a broken upstream, so defaults are
-     * set and each key's own errors are still reported. */
-    for (size_t i = 0; i < RP_ARRAY_LEN(upstream_keys); i++) {
-        const struct config_upstream_key *k = &upstream_keys[i];
-        const struct conf_node *v = is_map ? conf_get(node, k->key) : NULL;
-        if (is_map && k->required && !v) {
-            conf_error_key(doc, node, "missing required key \"%s\"", k->key);
-            rc = RP_ERR;
-        }
-        if (k->parse(doc, v, up) != RP_OK)
-            rc = RP_ERR;
-    }
-    if (is_map && check_upstream(doc, node, up) != RP_OK)
+    if (check_upstream(doc, node, up) != RP_OK)
         rc = RP_ERR;
     return rc;
 }
@@ -543,9 +495,6 @@ static int parse_upstreams(struct conf_doc *doc, const struct conf_node *node, s
 static void free_upstreams(struct config *cfg)
 {
     for (size_t i = 0; i < cfg->num_upstreams; i++) {
-        for (size_t k = 0; k < RP_ARRAY_LEN(upstream_keys); k++)
-            if (upstream_keys[k].free)
-                upstream_keys[k].free(&cfg->upstreams[i]);
         free(cfg->upstreams[i].name);
         cfg->upstreams[i].name = NULL;
     }
@@ -666,44 +615,54 @@ static void free_routes(struct config *cfg)
 
 /* ---- admin, limits, timeouts, log --------------------------------------- */
 
+static int admin_listen_row(struct conf_doc *doc, const struct conf_node *ln, void *base)
+{
+    struct config *cfg = base;
+    if (parse_addr(doc, ln, &cfg->admin_listen) != RP_OK)
+        return RP_ERR;
+    int rc = RP_OK;
+    for (size_t i = 0; i < cfg->num_listen; i++) {
+        if (addr_equal(&cfg->listen[i], &cfg->admin_listen)) {
+            char shown[CONF_SHOW_CAP];
+            conf_error(doc, ln, "admin listen address \"%s\" is also a proxy listen address",
+                       conf_show(cfg->admin_listen.text, shown, sizeof shown));
+            rc = RP_ERR;
+        }
+    }
+    return rc;
+}
+
+static int admin_token_row(struct conf_doc *doc, const struct conf_node *tn, void *base)
+{
+    struct config *cfg = base;
+    const char *token = NULL;
+    if (conf_string(doc, tn, &token) != RP_OK)
+        return RP_ERR;
+    if (!token[0]) {
+        conf_error(doc, tn, "token_file must not be empty");
+        return RP_ERR;
+    }
+    cfg->admin_token_file = rp_xstrdup(token);
+    return RP_OK;
+}
+
+/* admin: rows read into struct config itself. */
+static const struct conf_field admin_fields[] = {
+    CONF_FIELD_CUSTOM("listen", admin_listen_row), /* required */
+    CONF_FIELD_CUSTOM("token_file", admin_token_row),
+    CONF_FIELD_END,
+};
+
 static int parse_admin(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
 {
-    static const char *const keys[] = {"listen", "token_file", NULL};
-    const struct conf_node *ln, *tn;
-    const char *token = NULL;
-    int rc = RP_OK;
-
     if (!node)
         return RP_OK;
-    if (section_map(doc, node, keys) != RP_OK)
-        rc = RP_ERR;
+    int rc = conf_fields_parse(doc, node, admin_fields, cfg);
     if (node->kind != CONF_MAP)
         return RP_ERR;
     cfg->has_admin = true;
-    ln = conf_require(doc, node, "listen");
-    if (!ln || parse_addr(doc, ln, &cfg->admin_listen) != RP_OK) {
+    if (!conf_require(doc, node, "listen"))
         rc = RP_ERR;
-    } else {
-        for (size_t i = 0; i < cfg->num_listen; i++) {
-            if (addr_equal(&cfg->listen[i], &cfg->admin_listen)) {
-                char shown[CONF_SHOW_CAP];
-                conf_error(doc, ln, "admin listen address \"%s\" is also a proxy listen address",
-                           conf_show(cfg->admin_listen.text, shown, sizeof shown));
-                rc = RP_ERR;
-            }
-        }
-    }
-    tn = conf_get(node, "token_file");
-    if (tn && conf_string(doc, tn, &token) == RP_OK) {
-        if (!token[0]) {
-            conf_error(doc, tn, "token_file must not be empty");
-            rc = RP_ERR;
-        } else {
-            cfg->admin_token_file = rp_xstrdup(token);
-        }
-    } else if (tn) {
-        rc = RP_ERR;
-    }
     return rc;
 }
 
@@ -713,67 +672,66 @@ static void free_admin(struct config *cfg)
     cfg->admin_token_file = NULL;
 }
 
-static int parse_limits(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
-{
-    static const char *const keys[] = {"max_header_bytes", "max_headers",     "max_uri",
-                                       "max_body",         "max_connections", "request_buffer", NULL};
-    struct config_limits *l = &cfg->limits;
-    int rc = RP_OK;
-
-    if (node && section_map(doc, node, keys) != RP_OK)
-        rc = RP_ERR;
-    rc |= get_size(doc, conf_get(node, "max_header_bytes"), 16 * 1024, 1024, 1024 * 1024, &l->max_header_bytes);
-    rc |= get_uint(doc, conf_get(node, "max_headers"), 100, 1, 10000, &l->max_headers);
-    rc |= get_size(doc, conf_get(node, "max_uri"), 8 * 1024, 64, 1024 * 1024, &l->max_uri);
-    l->max_body = 10ull * 1024 * 1024;
-    rc |= conf_size(doc, conf_get(node, "max_body"), &l->max_body);
-    rc |= get_uint(doc, conf_get(node, "max_connections"), 10000, 1, 1000000, &l->max_connections);
+static const struct conf_field limits_fields[] = {
+    CONF_FIELD_SIZE("max_header_bytes", struct config_limits, max_header_bytes, 1024, 1024 * 1024, 16 * 1024),
+    CONF_FIELD_UINT("max_headers", struct config_limits, max_headers, 1, 10000, 100),
+    CONF_FIELD_SIZE("max_uri", struct config_limits, max_uri, 64, 1024 * 1024, 8 * 1024),
+    CONF_FIELD_SIZE("max_body", struct config_limits, max_body, 0, UINT64_MAX, 10ull * 1024 * 1024),
+    CONF_FIELD_UINT("max_connections", struct config_limits, max_connections, 1, 1000000, 10000),
     /* Bodies up to this size are read whole before the request asks for
      * an upstream slot, so a slow or stalled upload never holds one. */
-    rc |= get_size(doc, conf_get(node, "request_buffer"), 1024 * 1024, 0, 64 * 1024 * 1024, &l->request_buffer);
-    return rc ? RP_ERR : RP_OK;
+    CONF_FIELD_SIZE("request_buffer", struct config_limits, request_buffer, 0, 64 * 1024 * 1024, 1024 * 1024),
+    CONF_FIELD_END,
+};
+
+static int parse_limits(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
+{
+    conf_fields_defaults(limits_fields, &cfg->limits);
+    return conf_fields_parse(doc, node, limits_fields, &cfg->limits);
 }
+
+static const struct conf_field timeouts_fields[] = {
+    CONF_FIELD_DURATION("client_header", struct config_timeouts, client_header_us, MSEC(1), SEC(86400), SEC(10)),
+    CONF_FIELD_DURATION("client_body", struct config_timeouts, client_body_us, MSEC(1), SEC(86400), SEC(30)),
+    CONF_FIELD_DURATION("client_idle", struct config_timeouts, client_idle_us, MSEC(1), SEC(86400), SEC(60)),
+    CONF_FIELD_DURATION("send", struct config_timeouts, send_us, MSEC(1), SEC(86400), SEC(60)),
+    /* 0 is allowed: close everything at once on shutdown. */
+    CONF_FIELD_DURATION("drain", struct config_timeouts, drain_us, 0, SEC(86400), SEC(15)),
+    /* 0 turns lingering off: close at once after the last reply. */
+    CONF_FIELD_DURATION("lingering", struct config_timeouts, lingering_us, 0, SEC(300), SEC(5)),
+    CONF_FIELD_END,
+};
 
 static int parse_timeouts(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
 {
-    static const char *const keys[] = {"client_header", "client_body", "client_idle", "send",
-                                       "drain",         "lingering",   NULL};
-    struct config_timeouts *t = &cfg->timeouts;
-    const uint64_t day = SEC(86400);
-    int rc = RP_OK;
-
-    if (node && section_map(doc, node, keys) != RP_OK)
-        rc = RP_ERR;
-    rc |= get_duration(doc, conf_get(node, "client_header"), SEC(10), MSEC(1), day, &t->client_header_us);
-    rc |= get_duration(doc, conf_get(node, "client_body"), SEC(30), MSEC(1), day, &t->client_body_us);
-    rc |= get_duration(doc, conf_get(node, "client_idle"), SEC(60), MSEC(1), day, &t->client_idle_us);
-    rc |= get_duration(doc, conf_get(node, "send"), SEC(60), MSEC(1), day, &t->send_us);
-    /* 0 is allowed: close everything at once on shutdown. */
-    rc |= get_duration(doc, conf_get(node, "drain"), SEC(15), 0, day, &t->drain_us);
-    /* 0 turns lingering off: close at once after the last reply. */
-    rc |= get_duration(doc, conf_get(node, "lingering"), SEC(5), 0, SEC(300), &t->lingering_us);
-    return rc ? RP_ERR : RP_OK;
+    conf_fields_defaults(timeouts_fields, &cfg->timeouts);
+    return conf_fields_parse(doc, node, timeouts_fields, &cfg->timeouts);
 }
+
+static int log_access_row(struct conf_doc *doc, const struct conf_node *an, void *base)
+{
+    struct config *cfg = base;
+    const char *access = NULL;
+    if (conf_string(doc, an, &access) != RP_OK)
+        return RP_ERR;
+    if (!access[0]) {
+        conf_error(doc, an, "access must be \"stdout\", \"off\" or a file path");
+        return RP_ERR;
+    }
+    free(cfg->access_log);
+    cfg->access_log = rp_xstrdup(access);
+    return RP_OK;
+}
+
+static const struct conf_field log_fields[] = {
+    CONF_FIELD_CUSTOM("access", log_access_row), /* "stdout" (default), "off" or a path */
+    CONF_FIELD_END,
+};
 
 static int parse_log(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
 {
-    static const char *const keys[] = {"access", NULL};
-    const char *access = "stdout";
-    const struct conf_node *an = conf_get(node, "access");
-    int rc = RP_OK;
-
-    if (node && section_map(doc, node, keys) != RP_OK)
-        rc = RP_ERR;
-    if (conf_string(doc, an, &access) != RP_OK) {
-        rc = RP_ERR;
-        access = "stdout";
-    } else if (!access[0]) {
-        conf_error(doc, an, "access must be \"stdout\", \"off\" or a file path");
-        rc = RP_ERR;
-        access = "stdout";
-    }
-    cfg->access_log = rp_xstrdup(access);
-    return rc;
+    cfg->access_log = rp_xstrdup("stdout");
+    return conf_fields_parse(doc, node, log_fields, cfg);
 }
 
 static void free_log(struct config *cfg)
@@ -819,8 +777,13 @@ static void free_tenants(struct config *cfg)
 static int parse_status(struct conf_doc *doc, const struct conf_node *node, struct config *cfg)
 {
     int rc;
+    /* Status learns the upstreams by name, not through this schema. */
+    const char *names[CONFIG_MAX_UPSTREAMS];
+    size_t n = 0;
+    for (; n < cfg->num_upstreams && n < CONFIG_MAX_UPSTREAMS; n++)
+        names[n] = cfg->upstreams[n].name;
     status_conf_init(&cfg->status);
-    rc = status_conf_parse(doc, node, conf_get(conf_root(doc), "components"), cfg, &cfg->status);
+    rc = status_conf_parse(doc, node, conf_get(conf_root(doc), "components"), names, n, &cfg->status);
     cfg->has_status = cfg->status.enabled;
     return rc;
 }

@@ -10,15 +10,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "accesslog.h"
 #include "admin.h"
-#include "canary.h"
+#include "admin_status.h"
+#include "admin_canary.h"
 #include "config.h"
 #include "ev.h"
+#include "metrics.h"
+#include "net.h"
+#include "proc.h"
 #include "proxy.h"
 #include "status.h"
 #include "util.h"
@@ -81,32 +84,36 @@ static void signal_event(struct ev_loop *loop, int fd, uint32_t events, void *ar
 
 static int setup_signals(struct app *app)
 {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-        return RP_ERR;
-    app->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    app->sigfd = proc_signalfd();
     if (app->sigfd < 0)
         return RP_ERR;
-    signal(SIGPIPE, SIG_IGN);
     return ev_add(app->loop, app->sigfd, EV_READ, signal_event, app);
 }
 
-/* Room for every client plus its upstream connection and some slack. */
-static int raise_fd_limit(size_t want)
+/* Release verdicts outlive the process: each canary's are restored from
+ * the status store and the next ones stored there; a rollback opens an
+ * incident on the page.  st NULL detaches them. */
+static void track_canaries(struct upstream_set *ups, struct status *st, uint64_t now_us)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return 1024;
-    rlim_t need = (rlim_t)want;
-    if (rl.rlim_cur < need) {
-        rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
+    for (size_t i = 0; i < ups->num; i++)
+        status_track_canary(st, ups->ups[i].canary, now_us);
+}
+
+/* The proxy's listening sockets, in configuration order. */
+static int open_listeners(struct app *app)
+{
+    const struct config *cfg = app->cfg;
+    for (size_t i = 0; i < cfg->num_listen; i++) {
+        const struct server_addr *a = &cfg->listen[i];
+        int fd = net_listen((const struct sockaddr *)&a->ss, a->len, 4096);
+        if (fd < 0) {
+            rp_log_errno(errno, "cannot listen on %s", a->text);
+            return RP_ERR;
+        }
+        if (proxy_listen(app->px, fd, a->text) != RP_OK)
+            return RP_ERR;
     }
-    return rl.rlim_cur > 1048576 ? 1048576 : (int)rl.rlim_cur;
+    return RP_OK;
 }
 
 static int run(const struct config *cfg)
@@ -116,7 +123,7 @@ static int run(const struct config *cfg)
     struct accesslog *log = NULL;
     /* clients and their upstream connections, plus the admin and status
      * listeners' own connection caps */
-    int max_fds = raise_fd_limit(cfg->limits.max_connections * 2 + 256 + 1024 + 4096);
+    int max_fds = proc_raise_nofile(cfg->limits.max_connections * 2 + 256 + 1024 + 4096);
 
     app.loop = ev_create(max_fds);
     if (!app.loop)
@@ -131,27 +138,47 @@ static int run(const struct config *cfg)
     app.px = proxy_create(app.loop, cfg, log);
     if (!app.px)
         goto out;
+    struct upstream_set *ups = proxy_upstreams(app.px);
     if (cfg->has_admin) {
-        app.admin = admin_start(app.loop, cfg);
+        app.admin = admin_start(app.loop, &cfg->admin_listen, cfg->admin_token_file);
         if (!app.admin)
             goto out;
-        canary_admin_register(app.admin);
+        canary_admin_register(app.admin, &ups->canaries);
     }
     if (cfg->has_status) {
-        app.status = status_create(app.loop, &cfg->status, cfg, app.admin);
-        if (!app.status)
+        app.status = status_create(app.loop, &cfg->status);
+        if (!app.status || status_listen(app.status) != RP_OK)
             goto out;
+        if (app.admin) {
+            admin_route(app.admin, "/api/v1/incidents", admin_status_handler, app.status);
+            admin_route(app.admin, "/api/v1/maintenances", admin_status_handler, app.status);
+        }
         proxy_set_status(app.px, app.status);
+        track_canaries(ups, app.status, ev_now(app.loop));
     }
+    /* The page lists the families in this order. */
+    upstream_set_register_metrics(ups);
+    proxy_register_metrics(app.px);
+    if (app.status)
+        metrics_register(status_metrics_render, app.status);
+    /* Clients last: once the proxy port answers, everything else (admin,
+     * status, metrics) is up. */
+    if (open_listeners(&app) != RP_OK)
+        goto out;
     rp_log_info("rampart %s listening on %s (%zu upstreams)", RP_VERSION, cfg->listen[0].text, cfg->num_upstreams);
     if (ev_run(app.loop) != RP_OK)
         goto out;
     rc = 0;
 out:
-    if (app.px)
+    if (app.px) {
+        track_canaries(proxy_upstreams(app.px), NULL, 0);
         proxy_set_status(app.px, NULL);
-    status_free(app.status);
+    }
+    /* No scrape can come any more: forget the renderers before their
+     * owners go. */
     admin_free(app.admin);
+    metrics_clear();
+    status_free(app.status);
     proxy_free(app.px);
     accesslog_close(log);
     if (app.sigfd >= 0) {

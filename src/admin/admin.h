@@ -10,33 +10,18 @@
 #ifndef RP_ADMIN_H
 #define RP_ADMIN_H
 
-#include "config.h"
 #include "ev.h"
 #include "httpd.h"
+#include "server.h"
 
 struct admin;
-
-/* Token file rules (docs/configuration.md): surrounding whitespace is
- * trimmed; what is left is ADMIN_TOKEN_MIN..ADMIN_TOKEN_MAX printable
- * ASCII characters without spaces. */
-#define ADMIN_TOKEN_MIN 16
-#define ADMIN_TOKEN_MAX 4096
-
-/* The token inside a token file's contents buf[len]: RP_OK with its offset
- * and length in *start and *tlen, or RP_ERR with the reason in why[whycap]
- * (never quoting the bytes: they may be most of a secret). */
-int admin_token_parse(const char *buf, size_t len, size_t *start, size_t *tlen, char *why, size_t whycap);
-/* Open, check and parse the token file at path: a regular file, with no
- * access for group or others, at most ADMIN_TOKEN_MAX bytes, holding a
- * token admin_token_parse() accepts.  RP_OK with a malloc'd copy in *out
- * and its length in *out_len (out may be NULL: check only), or RP_ERR with
- * a message naming the file in why[whycap].  The caller wipes *out. */
-int admin_token_read(const char *path, char **out, size_t *out_len, char *why, size_t whycap);
 
 /* A subsystem's handler for every request whose path starts with prefix. */
 void admin_route(struct admin *a, const char *prefix, httpd_handler handler, void *arg);
 
-struct admin *admin_start(struct ev_loop *loop, const struct config *cfg);
+/* Listen on listen (NULL: "no admin listener configured", NULL); writes
+ * need the token read from token_file (NULL: writes disabled). */
+struct admin *admin_start(struct ev_loop *loop, const struct server_addr *listen, const char *token_file);
 void admin_stop_accepting(struct admin *a);
 void admin_free(struct admin *a);
 int admin_port(const struct admin *a);

@@ -23,20 +23,28 @@
  * departure intervals, so that under overload the requests that are served
  * are served quickly instead of every one of them timing out.
  *
- * Waiters and tickets are intrusive: the proxy embeds them in its request
+ * Waiters and slots are intrusive: the proxy embeds them in its request
  * object; the queue never allocates after admit_queue_init().
+ *
+ * Files: admit_limiter.c (limiter, slots), admit_queue.c (queue, class and
+ * reason names), admit_conf.c (the overload: section), admit_metrics.c
+ * (the owner that lists limiters and queues on /metrics); admit_driver.h
+ * is the event-loop side: the pump that hands free slots to waiters and
+ * the deadline timer.
  *
  * Call sequence (the proxy):
  *   arrival:   if admit_queue_len(q) == 0 and a server s has a free slot
- *                  -> admit_acquire(&s->lim, now, &req->ticket) == RP_OK: dispatch
- *              else admit_enqueue(q, &req->waiter, ...) then pump
- *   pump:      while a server s has admit_free_slots(&s->lim) > 0
- *                  and (w = admit_dequeue(q, now)): acquire on s, dispatch w
- *   first byte of the response head: admit_first_byte(&s->lim, &t, now)
- *   end of the response stream (or error): admit_release(&s->lim, &t, now, outcome); pump
- *   client left while queued: admit_cancel(q, &req->waiter, now)
- *   timer:     while ((w = admit_expire(q, now, &why))) answer 503;
- *              re-arm at admit_next_timer(q, now)
+ *                  -> admit_slot_take(&req->slot, &s->lim, ...) == RP_OK: dispatch
+ *              else admit_enqueue(q, &req->waiter, ...), then
+ *                  admit_driver_arm() and admit_driver_schedule()
+ *   pump (admit_driver): while some server has a free slot and
+ *                  (w = admit_dequeue(q, now)): on_admit(w) takes one and dispatches
+ *   first byte of the response head: admit_slot_first_byte(&req->slot, now)
+ *   end of the response stream (or error): admit_slot_give(&req->slot, now, outcome);
+ *              admit_driver_schedule()
+ *   client left while queued: admit_cancel(q, &req->waiter, now); admit_driver_arm()
+ *   timer (admit_driver): while ((w = admit_expire(q, now, &why))) on_refuse(w, why) (503);
+ *              re-armed at admit_next_timer(q, now)
  */
 #ifndef RP_ADMIT_H
 #define RP_ADMIT_H
@@ -48,6 +56,8 @@
 #include "buf.h"
 #include "conf.h"
 #include "metrics.h"
+
+struct admit_metrics;
 
 /* ---- priority classes ---------------------------------------------------- */
 
@@ -86,7 +96,7 @@ struct admit_queue_conf {
     uint64_t codel_interval_us;    /* ... continuously for this long, default 100ms */
     bool lifo;                     /* adaptive LIFO while the queue stands, default true */
     uint64_t standing_wait_us;     /* max wait while standing; 0 = auto (4 departure intervals) */
-    uint32_t credit;               /* requests a tenant arriving to an empty sub-queue may get ahead, default 2 */
+    uint32_t credit;               /* requests a tenant arriving to an empty sub-queue may get ahead, default 4 */
 };
 
 struct admit_conf {
@@ -170,10 +180,12 @@ struct admit_limiter {
     /* statistics */
     uint64_t acquired, refused, decreases, increases, overload_signals;
     char name[64];                    /* metrics label: "upstream/server" */
+    struct admit_metrics *reg;        /* the owner listing it on /metrics, or NULL */
     struct admit_limiter *reg_next;
 };
 
-/* conf is copied.  name labels metrics (may be NULL). */
+/* conf is copied.  name labels metrics (may be NULL); the limiter is listed
+ * once its owner adds it (admit_metrics_add_limiter). */
 void admit_limiter_init(struct admit_limiter *l, const struct admit_limiter_conf *conf, const char *name,
                         uint64_t now_us);
 /* Take a slot: RP_OK (ticket filled) or RP_AGAIN (at the limit). */
@@ -192,6 +204,28 @@ static inline uint32_t admit_free_slots(const struct admit_limiter *l)
     uint32_t lim = admit_limit(l);
     return l->inflight < lim ? lim - l->inflight : 0;
 }
+
+/* A slot held by a dispatched request: the limiter's ticket together with
+ * the in-flight counts that go with it (the server's, and the owner's
+ * total), so that every path that takes or gives a slot moves all of them
+ * at once.  Zero-initialised = no slot held. */
+struct admit_slot {
+    struct admit_limiter *lim;   /* the server's limiter while held; NULL otherwise */
+    unsigned *server_inflight;   /* counted here while held (may be NULL) */
+    uint64_t *total_inflight;    /* counted here while held (may be NULL) */
+    struct admit_ticket ticket;
+};
+
+static inline bool admit_slot_held(const struct admit_slot *s) { return s->lim != NULL; }
+/* admit_acquire on l, and on success count the slot in *server_inflight
+ * and *total_inflight.  RP_OK, or RP_AGAIN at the limit (nothing counted). */
+int admit_slot_take(struct admit_slot *s, struct admit_limiter *l, unsigned *server_inflight,
+                    uint64_t *total_inflight, uint64_t now_us);
+/* admit_first_byte for the held slot (no-op when none is held). */
+void admit_slot_first_byte(struct admit_slot *s, uint64_t now_us);
+/* admit_release and uncount; the slot is then not held.  No-op when none
+ * is held, so every ending may call it. */
+void admit_slot_give(struct admit_slot *s, uint64_t now_us, enum admit_outcome how);
 
 /* ---- queue --------------------------------------------------------------- */
 
@@ -263,6 +297,7 @@ struct admit_queue {
     uint64_t standing_entries;
     struct metrics_hist wait;
     char name[64];
+    struct admit_metrics *reg;        /* the owner listing it on /metrics, or NULL */
     struct admit_queue *reg_next;
 };
 
@@ -299,12 +334,25 @@ uint64_t admit_wait_limit(const struct admit_queue *q, enum admit_class cls);
 
 /* ---- metrics --------------------------------------------------------------- */
 
-/* Limiters and queues initialized with a name are listed on /metrics once
- * admit_metrics_register() has been called (idempotent).  Unlink them
- * before freeing (admit_*_unregister) when the config is reloaded. */
-void admit_metrics_register(void);
+/* The limiters and queues one owner (the proxy, for its upstream set) lists
+ * on /metrics: the render function's argument, so nothing is process-wide.
+ * Unlink a limiter or queue before freeing it (admit_*_unregister;
+ * admit_queue_free does it for queues). */
+struct admit_metrics {
+    struct admit_limiter *limiters;
+    struct admit_queue *queues;
+    bool registered;
+};
+
+void admit_metrics_init(struct admit_metrics *m);
+/* List l (q) under m, moving it from any other owner. */
+void admit_metrics_add_limiter(struct admit_metrics *m, struct admit_limiter *l);
+void admit_metrics_add_queue(struct admit_metrics *m, struct admit_queue *q);
 void admit_limiter_unregister(struct admit_limiter *l);
 void admit_queue_unregister(struct admit_queue *q);
+/* metrics_register(admit_metrics_render, m), once per owner. */
+void admit_metrics_register(struct admit_metrics *m);
+/* arg: the struct admit_metrics (NULL renders nothing). */
 void admit_metrics_render(struct sbuf *out, void *arg);
 
 #endif

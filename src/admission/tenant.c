@@ -34,28 +34,42 @@
 #define TENANT_MAX_ENTRIES 10000  /* configured tenants */
 #define KEY_FILE_MAX (1024 * 1024)
 
-/* ---- configuration ---------------------------------------------------------- */
+/* ---- configuration ----------------------------------------------------------
+ *
+ * Plain scalar keys are conf_field rows.  The policy keys are the same in
+ * the default: map and in each list entry, so they are one macro of rows,
+ * for a base struct and the path from it to its struct tenant_policy.
+ * What spans keys (max_class against class, requests per second or per
+ * minute with a burst, which matchers tenants.identify allows) is code
+ * after the table. */
+
+static const char *const class_names[] = {"critical", "interactive", "batch", NULL};
+static const char *const ident_names[] = {"api_key", "header", "address", NULL};
+
+#define POLICY_FIELDS(type, path)                                                                                \
+    CONF_FIELD_ENUM("class", type, path cls, class_names, ADMIT_INTERACTIVE),                                     \
+    CONF_FIELD_ENUM("max_class", type, path max_class, class_names, ADMIT_INTERACTIVE),                           \
+    CONF_FIELD_BOOL("allow_priority_header", type, path allow_priority_header, false),                            \
+    CONF_FIELD_UINT("weight", type, path weight, 1, 1000, 1),                                                      \
+    /* The request rate and its burst depend on each other: policy_cross(). */                                    \
+    CONF_FIELD_IGNORE("requests_per_second"),                                                                      \
+    CONF_FIELD_IGNORE("requests_per_minute"),                                                                      \
+    CONF_FIELD_IGNORE("burst"),                                                                                    \
+    CONF_FIELD_UINT("tokens_per_minute", type, path quota.tpm, 0, 1000000000000ull, 0),                           \
+    CONF_FIELD_UINT("max_tokens_default", type, path quota.max_tokens_default, 1, 10000000, 4096)
+
+static const struct conf_field policy_fields[] = {
+    POLICY_FIELDS(struct tenant_policy, ),
+    CONF_FIELD_END,
+};
 
 static void policy_default(struct tenant_policy *p)
 {
     memset(p, 0, sizeof *p);
-    p->cls = ADMIT_INTERACTIVE;
-    p->max_class = ADMIT_INTERACTIVE;
-    p->allow_priority_header = false;
-    p->weight = 1;
+    conf_fields_defaults(policy_fields, p);
+    /* No request rate: unlimited. */
     p->quota.rps = 0;
     p->quota.req_burst = 0;
-    p->quota.tpm = 0;
-    p->quota.max_tokens_default = 4096;
-}
-
-void tenant_conf_default(struct tenant_conf *c)
-{
-    memset(c, 0, sizeof *c);
-    c->ident = TENANT_BY_API_KEY;
-    rp_snprintf(c->priority_header, sizeof c->priority_header, "%s", "x-priority");
-    c->max_tracked = 1024;
-    policy_default(&c->defaults);
 }
 
 void tenant_conf_free(struct tenant_conf *c)
@@ -69,16 +83,6 @@ void tenant_conf_free(struct tenant_conf *c)
     free(c->entries);
     c->entries = NULL;
     c->nentries = 0;
-}
-
-static int class_node(struct conf_doc *doc, const struct conf_node *n, enum admit_class *out)
-{
-    static const char *const names[] = {"critical", "interactive", "batch", NULL};
-    int v = (int)*out;
-    if (conf_enum(doc, n, names, &v) != RP_OK)
-        return RP_ERR;
-    *out = (enum admit_class)v;
-    return RP_OK;
 }
 
 static bool is_token_char(int ch)
@@ -110,28 +114,20 @@ static int header_name(struct conf_doc *doc, const struct conf_node *n, char *ou
     return RP_OK;
 }
 
-static int parse_policy(struct conf_doc *doc, const struct conf_node *n, struct tenant_policy *p)
+/* What the policy rows cannot say on their own.  n is the map they were
+ * read from. */
+static int policy_cross(struct conf_doc *doc, const struct conf_node *n, struct tenant_policy *p)
 {
     int rc = RP_OK;
-    const struct conf_node *cls = conf_get(n, "class"), *maxc = conf_get(n, "max_class");
-    if (class_node(doc, cls, &p->cls) != RP_OK)
-        rc = RP_ERR;
+    const struct conf_node *maxc = conf_get(n, "max_class");
     /* Without max_class, a tenant may not ask above its own class. */
     if (!maxc)
         p->max_class = p->cls;
-    else if (class_node(doc, maxc, &p->max_class) != RP_OK)
-        rc = RP_ERR;
     if (maxc && p->max_class > p->cls) {
         conf_error(doc, maxc, "max_class %s is below class %s", admit_class_name(p->max_class),
                    admit_class_name(p->cls));
         rc = RP_ERR;
     }
-    if (conf_bool(doc, conf_get(n, "allow_priority_header"), &p->allow_priority_header) != RP_OK)
-        rc = RP_ERR;
-    uint64_t w = p->weight;
-    if (conf_uint(doc, conf_get(n, "weight"), 1, 1000, &w) != RP_OK)
-        rc = RP_ERR;
-    p->weight = (uint32_t)w;
 
     const struct conf_node *rps = conf_get(n, "requests_per_second"), *rpm = conf_get(n, "requests_per_minute");
     const struct conf_node *burst = conf_get(n, "burst");
@@ -163,10 +159,6 @@ static int parse_policy(struct conf_doc *doc, const struct conf_node *n, struct 
         else
             rc = RP_ERR;
     }
-    if (conf_uint(doc, conf_get(n, "tokens_per_minute"), 0, 1000000000000ull, &p->quota.tpm) != RP_OK)
-        rc = RP_ERR;
-    if (conf_uint(doc, conf_get(n, "max_tokens_default"), 1, 10000000, &p->quota.max_tokens_default) != RP_OK)
-        rc = RP_ERR;
     return rc;
 }
 
@@ -370,20 +362,26 @@ static int each_scalar(struct conf_doc *doc, const struct conf_node *n, struct t
     return rc;
 }
 
-#define POLICY_KEYS                                                                                               \
-    "class", "max_class", "allow_priority_header", "weight", "requests_per_second", "requests_per_minute", "burst", \
-        "tokens_per_minute", "max_tokens_default"
+static const struct conf_field entry_fields[] = {
+    /* Read after the table: name is required, and which matchers are
+     * allowed depends on tenants.identify. */
+    CONF_FIELD_IGNORE("name"),
+    CONF_FIELD_IGNORE("key_sha256"),
+    CONF_FIELD_IGNORE("key_file"),
+    CONF_FIELD_IGNORE("header_value"),
+    CONF_FIELD_IGNORE("address"),
+    POLICY_FIELDS(struct tenant_entry, policy.),
+    CONF_FIELD_END,
+};
 
 static int parse_entry(struct conf_doc *doc, const struct conf_node *n, struct tenant_conf *c,
                        struct tenant_entry *e)
 {
-    static const char *const keys[] = {"name", "key_sha256", "key_file", "header_value", "address", POLICY_KEYS, NULL};
-    int rc = RP_OK;
     if (conf_expect_map(doc, n) != RP_OK)
         return RP_ERR;
-    if (conf_check_keys(doc, n, keys) > 0)
-        rc = RP_ERR;
+    /* An entry starts from the defaults: what it does not say, it inherits. */
     e->policy = c->defaults;
+    int rc = conf_fields_parse(doc, n, entry_fields, e);
     const struct conf_node *nm = conf_require(doc, n, "name");
     const char *name = NULL;
     if (nm && conf_string(doc, nm, &name) == RP_OK) {
@@ -403,7 +401,7 @@ static int parse_entry(struct conf_doc *doc, const struct conf_node *n, struct t
     } else {
         rc = RP_ERR;
     }
-    if (parse_policy(doc, n, &e->policy) != RP_OK)
+    if (policy_cross(doc, n, &e->policy) != RP_OK)
         rc = RP_ERR;
     const struct conf_node *kh = conf_get(n, "key_sha256"), *kf = conf_get(n, "key_file");
     const struct conf_node *hv = conf_get(n, "header_value"), *ad = conf_get(n, "address");
@@ -431,69 +429,87 @@ static int parse_entry(struct conf_doc *doc, const struct conf_node *n, struct t
     return rc;
 }
 
+static int parse_header(struct conf_doc *doc, const struct conf_node *n, void *base)
+{
+    struct tenant_conf *c = base;
+    return header_name(doc, n, c->header, sizeof c->header);
+}
+
+static int parse_priority_header(struct conf_doc *doc, const struct conf_node *n, void *base)
+{
+    struct tenant_conf *c = base;
+    return header_name(doc, n, c->priority_header, sizeof c->priority_header);
+}
+
+static int parse_default(struct conf_doc *doc, const struct conf_node *n, void *base)
+{
+    struct tenant_conf *c = base;
+    int rc = conf_fields_parse(doc, n, policy_fields, &c->defaults);
+    if (n->kind != CONF_MAP)
+        return rc;
+    if (policy_cross(doc, n, &c->defaults) != RP_OK)
+        rc = RP_ERR;
+    return rc;
+}
+
+/* After default: (the row order): entries start from the defaults. */
+static int parse_list(struct conf_doc *doc, const struct conf_node *list, void *base)
+{
+    struct tenant_conf *c = base;
+    int rc = RP_OK;
+    if (conf_expect_seq(doc, list) != RP_OK)
+        return RP_ERR;
+    size_t n = conf_len(list);
+    if (n > TENANT_MAX_ENTRIES) {
+        conf_error(doc, list, "too many tenants (max %d)", TENANT_MAX_ENTRIES);
+        return RP_ERR;
+    }
+    c->entries = rp_xcalloc(n, sizeof *c->entries);
+    for (const struct conf_node *it = list->child; it; it = it->next) {
+        struct tenant_entry *e = &c->entries[c->nentries++];
+        if (parse_entry(doc, it, c, e) != RP_OK) {
+            rc = RP_ERR;
+            continue;
+        }
+        for (size_t j = 0; j + 1 < c->nentries; j++)
+            if (strcmp(c->entries[j].policy.name, e->policy.name) == 0) {
+                conf_error(doc, conf_get(it, "name"), "duplicate tenant name \"%s\"", e->policy.name);
+                rc = RP_ERR;
+            }
+    }
+    return rc;
+}
+
+/* identify comes first: the entries' matchers depend on it. */
+static const struct conf_field tenants_fields[] = {
+    CONF_FIELD_ENUM("identify", struct tenant_conf, ident, ident_names, TENANT_BY_API_KEY),
+    CONF_FIELD_CUSTOM("header", parse_header),
+    /* Default "x-priority" (tenant_conf_default). */
+    CONF_FIELD_CUSTOM("priority_header", parse_priority_header),
+    CONF_FIELD_UINT("max_tracked", struct tenant_conf, max_tracked, 1, 1000000, 1024),
+    CONF_FIELD_CUSTOM("default", parse_default),
+    CONF_FIELD_CUSTOM("list", parse_list),
+    CONF_FIELD_END,
+};
+
+void tenant_conf_default(struct tenant_conf *c)
+{
+    memset(c, 0, sizeof *c);
+    conf_fields_defaults(tenants_fields, c);
+    rp_snprintf(c->priority_header, sizeof c->priority_header, "%s", "x-priority");
+    policy_default(&c->defaults);
+}
+
 int tenant_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct tenant_conf *c)
 {
-    static const char *const keys[] = {"identify", "header", "priority_header", "max_tracked", "default", "list",
-                                       NULL};
-    static const char *const pkeys[] = {POLICY_KEYS, NULL};
-    static const char *const idents[] = {"api_key", "header", "address", NULL};
-    int rc = RP_OK;
     if (!node)
         return RP_OK;
-    if (conf_expect_map(doc, node) != RP_OK)
-        return RP_ERR;
-    if (conf_check_keys(doc, node, keys) > 0)
-        rc = RP_ERR;
-    int id = (int)c->ident;
-    if (conf_enum(doc, conf_get(node, "identify"), idents, &id) != RP_OK)
-        rc = RP_ERR;
-    c->ident = (enum tenant_ident)id;
-    const struct conf_node *hn = conf_get(node, "header");
-    if (header_name(doc, hn, c->header, sizeof c->header) != RP_OK)
-        rc = RP_ERR;
+    int rc = conf_fields_parse(doc, node, tenants_fields, c);
+    if (node->kind != CONF_MAP)
+        return rc;
     if (c->ident == TENANT_BY_HEADER && !c->header[0]) {
         conf_error(doc, conf_get(node, "identify"), "identify: header needs tenants.header (the header's name)");
         rc = RP_ERR;
-    }
-    if (header_name(doc, conf_get(node, "priority_header"), c->priority_header, sizeof c->priority_header) != RP_OK)
-        rc = RP_ERR;
-    uint64_t mt = c->max_tracked;
-    if (conf_uint(doc, conf_get(node, "max_tracked"), 1, 1000000, &mt) != RP_OK)
-        rc = RP_ERR;
-    c->max_tracked = (uint32_t)mt;
-    const struct conf_node *def = conf_get(node, "default");
-    if (def) {
-        if (conf_expect_map(doc, def) != RP_OK) {
-            rc = RP_ERR;
-        } else {
-            if (conf_check_keys(doc, def, pkeys) > 0)
-                rc = RP_ERR;
-            if (parse_policy(doc, def, &c->defaults) != RP_OK)
-                rc = RP_ERR;
-        }
-    }
-    const struct conf_node *list = conf_get(node, "list");
-    if (list) {
-        if (conf_expect_seq(doc, list) != RP_OK)
-            return RP_ERR;
-        size_t n = conf_len(list);
-        if (n > TENANT_MAX_ENTRIES) {
-            conf_error(doc, list, "too many tenants (max %d)", TENANT_MAX_ENTRIES);
-            return RP_ERR;
-        }
-        c->entries = rp_xcalloc(n, sizeof *c->entries);
-        for (const struct conf_node *it = list->child; it; it = it->next) {
-            struct tenant_entry *e = &c->entries[c->nentries++];
-            if (parse_entry(doc, it, c, e) != RP_OK) {
-                rc = RP_ERR;
-                continue;
-            }
-            for (size_t j = 0; j + 1 < c->nentries; j++)
-                if (strcmp(c->entries[j].policy.name, e->policy.name) == 0) {
-                    conf_error(doc, conf_get(it, "name"), "duplicate tenant name \"%s\"", e->policy.name);
-                    rc = RP_ERR;
-                }
-        }
     }
     return rc;
 }

@@ -1245,9 +1245,28 @@ static uint64_t field_load_uint(const void *base, const struct conf_field *f)
     }
 }
 
+/* The row's recorded member size matches what its kind stores: a row
+ * written against the wrong member type would overwrite its neighbour. */
+static bool field_size_ok(const struct conf_field *f)
+{
+    switch (f->kind) {
+    case CONF_F_BOOL: return f->size == sizeof(bool);
+    case CONF_F_DOUBLE: return f->size == sizeof(double);
+    case CONF_F_ENUM: return f->size == sizeof(int);
+    case CONF_F_UINT: return f->size == 1 || f->size == 2 || f->size == 4 || f->size == 8;
+    case CONF_F_DURATION: return f->size == sizeof(uint64_t);
+    case CONF_F_SIZE: return f->size == 4 || f->size == 8;
+    case CONF_F_STRBUF: return f->size > 0;
+    default: return true;
+    }
+}
+
 void conf_fields_defaults(const struct conf_field *fields, void *base)
 {
     for (const struct conf_field *f = fields; f->key; f++) {
+        RP_ASSERT(field_size_ok(f));
+        if (!field_size_ok(f))
+            continue;
         char *p = (char *)base + f->offset;
         switch (f->kind) {
         case CONF_F_BOOL: {
@@ -1295,6 +1314,9 @@ const struct conf_field *conf_field_find(const struct conf_field *fields, const 
 static int field_parse(struct conf_doc *doc, const struct conf_node *n, const struct conf_field *f, void *base)
 {
     char *p = (char *)base + f->offset;
+    RP_ASSERT(field_size_ok(f));
+    if (!field_size_ok(f))
+        return RP_ERR;
     switch (f->kind) {
     case CONF_F_BOOL: {
         bool b;

@@ -76,7 +76,12 @@ int rp_snprintf(char *buf, size_t cap, const char *fmt, ...) __attribute__((form
  * NUL-terminated literal. */
 bool rp_strieq(const char *s, size_t len, const char *lit);
 
-/* 64-bit FNV-1a; used for hashing tenant keys (never stored in clear). */
+/* 64-bit FNV-1a's step (xor the byte, multiply by the FNV prime) from the
+ * offset basis 1469598103934665603, not FNV's published 14695981039346656037
+ * (a digit short, since the first release).  The values must never change:
+ * published status component ids, metrics label hashing and the canary's
+ * per-upstream seed derive from them.  Not a keyed hash: tenant keys are
+ * hashed with a salt by tenant.c. */
 uint64_t rp_hash64(const void *data, size_t len);
 
 /* UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above

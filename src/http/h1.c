@@ -373,25 +373,29 @@ static bool apply_header(struct h1_message *m, const struct h1_header *h, struct
     return true;
 }
 
+bool h1_authority_form(const char *target, size_t len)
+{
+    const unsigned char *t = (const unsigned char *)target;
+    size_t colon = len;
+    while (colon > 0 && t[colon - 1] != ':')
+        colon--;
+    if (colon < 2 || colon == len || len - colon > 5)
+        return false;
+    for (size_t i = colon; i < len; i++)
+        if (t[i] < '0' || t[i] > '9')
+            return false;
+    for (size_t i = 0; i < colon - 1; i++)
+        if (!host_tab[t[i]])
+            return false;
+    return true;
+}
+
 /* Is the request-target form allowed for this method (RFC 9112 3.2)? */
 static bool target_form_ok(struct h1_str method, const unsigned char *t, size_t len)
 {
     bool connect = method.len == 7 && memcmp(method.p, "CONNECT", 7) == 0;
-    if (connect) {
-        /* authority-form: host ":" port, nothing else */
-        size_t colon = len;
-        while (colon > 0 && t[colon - 1] != ':')
-            colon--;
-        if (colon < 2 || colon == len || len - colon > 5)
-            return false;
-        for (size_t i = colon; i < len; i++)
-            if (t[i] < '0' || t[i] > '9')
-                return false;
-        for (size_t i = 0; i < colon - 1; i++)
-            if (!host_tab[t[i]])
-                return false;
-        return true;
-    }
+    if (connect)
+        return h1_authority_form((const char *)t, len);
     if (t[0] == '/')
         return true;
     if (len == 1 && t[0] == '*')

@@ -206,6 +206,11 @@ bool h1_is_hop_by_hop(struct h1_str name);
 /* Reason phrase for a status code ("Unknown" if none). */
 const char *h1_reason(int status);
 
+/* Whether target[0..len) is an authority-form request-target (RFC 9112
+ * 3.2.3): host ":" port, with a 1 to 5 digit port and host characters
+ * that cannot carry a path, a query or userinfo. */
+bool h1_authority_form(const char *target, size_t len);
+
 /* Serialize a response head into out[cap]: "HTTP/1.1 <status> <reason>",
  * the n headers as "name: value", each line ending in CRLF, then the empty
  * line.  reason NULL means h1_reason(status).  Returns the bytes written,

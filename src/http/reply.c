@@ -93,10 +93,21 @@ void reply_head(struct sbuf *out, const struct reply_head *h)
     if (!reply_status_no_body(h->status))
         sbuf_printf(out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
                     h->content_type ? h->content_type : "application/json", h->content_length);
-    if (h->request_id && h->request_id[0])
-        sbuf_printf(out, "X-Request-Id: %s\r\n", h->request_id);
-    if (h->extra_headers)
-        sbuf_adds(out, h->extra_headers);
+    /* A request id may come from the client: one with CR or LF in it
+     * would add header lines of its own, so it is left out (the proxy
+     * validates ids before they get here). */
+    if (h->request_id && h->request_id[0]) {
+        bool clean = strpbrk(h->request_id, "\r\n") == NULL;
+        RP_ASSERT(clean);
+        if (clean)
+            sbuf_printf(out, "X-Request-Id: %s\r\n", h->request_id);
+    }
+    if (h->extra_headers) {
+        /* Written by rampart itself, as complete lines. */
+        size_t xl = strlen(h->extra_headers);
+        RP_ASSERT(xl == 0 || (xl >= 2 && memcmp(h->extra_headers + xl - 2, "\r\n", 2) == 0));
+        sbuf_add(out, h->extra_headers, xl);
+    }
     if (h->conn == REPLY_CONN_CLOSE)
         sbuf_adds(out, "Connection: close\r\n");
     else if (h->conn == REPLY_CONN_KEEP_ALIVE)
@@ -107,6 +118,8 @@ void reply_head(struct sbuf *out, const struct reply_head *h)
 void reply_error(struct sbuf *out, const struct reply_head *h, const char *type, const char *code,
                  const char *message)
 {
+    /* An error has a body; these statuses must not carry one. */
+    RP_ASSERT(!reply_status_no_body(h->status));
     struct sbuf body;
     sbuf_init(&body, 8192);
     reply_error_body(&body, h->status, type, NULL, code, message);

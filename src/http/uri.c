@@ -23,6 +23,8 @@
 
 #include <string.h>
 
+#include "h1.h"
+
 #define C_UNRES 0x01 /* unreserved: ALPHA DIGIT - . _ ~ */
 #define C_PCHAR 0x02 /* allowed raw in a path segment: unreserved, sub-delims, ':' '@' */
 #define C_QUERY 0x04 /* allowed raw in the query: visible ASCII except '#' */
@@ -81,23 +83,6 @@ static size_t scheme_len(const char *t, size_t len)
     if (len >= 8 && rp_strieq(t, 8, "https://"))
         return 8;
     return 0;
-}
-
-/* authority-form (RFC 9112 3.2.3): host ":" port, port 1-5 digits. */
-static bool is_authority_form(const unsigned char *t, size_t len)
-{
-    size_t colon = len;
-    while (colon > 0 && t[colon - 1] != ':')
-        colon--;
-    if (colon < 2 || colon == len || len - colon > 5)
-        return false;
-    for (size_t i = colon; i < len; i++)
-        if (t[i] < '0' || t[i] > '9')
-            return false;
-    for (size_t i = 0; i < colon - 1; i++)
-        if (!(cls[t[i]] & C_HOST))
-            return false;
-    return true;
 }
 
 /* Canonical byte count of a segment (validated by pass 1) and whether it
@@ -171,7 +156,7 @@ ssize_t uri_normalize_path(const char *target, size_t len, char *out, size_t cap
         if (sl == 0) {
             if (len == 1 && t[0] == '*')
                 return fail(info, out, cap, URI_ERR_NOPATH, 0, "asterisk-form request-target");
-            if (is_authority_form(t, len))
+            if (h1_authority_form((const char *)t, len))
                 return fail(info, out, cap, URI_ERR_NOPATH, 0, "authority-form request-target");
             return fail(info, out, cap, URI_ERR_BAD, 400, "unsupported request-target");
         }

@@ -2,12 +2,15 @@
  * outcome.h — how a request ended: one value per request, read by every
  * consumer.
  *
- * The proxy sets exactly one outcome when a request finishes.  The access
- * log prints its name; the concurrency limiter, outlier detection, the
- * retry policy and the status model each derive what they need from it
- * through the functions below, so no two of them can read the same ending
- * differently (a mid-stream cut is a failure for all of them, a client
- * that left is nobody's latency sample).
+ * The proxy sets exactly one outcome when a request finishes.  One row of
+ * the table in outcome.c says, for that ending, what each consumer makes
+ * of it: the access log's name, the concurrency limiter's outcome, the
+ * retry class, outlier detection's and the canary's class, and whether
+ * the status page counts it as a failure.  No consumer interprets an
+ * ending on its own, so no two can read it differently (a mid-stream cut
+ * is a failure for all of them, a client that left is nobody's latency
+ * sample).  As HAProxy's termination flags, it is the one place to change
+ * when a new way to end appears.
  *
  * Pure table lookups: no state, no I/O.
  */
@@ -15,6 +18,9 @@
 #define RAMPART_OUTCOME_H
 
 #include <stdbool.h>
+
+#include "admit.h"
+#include "retry.h"
 
 enum outcome {
     OUTCOME_OK = 0,                 /* response delivered whole */
@@ -74,5 +80,28 @@ bool outcome_upstream_failed(enum outcome o);
 
 /* A timeout on the upstream side (connect, first byte, idle mid-stream). */
 bool outcome_upstream_timeout(enum outcome o);
+
+/* What the concurrency limiter learns from a request that held a slot.
+ * status is what the upstream answered (0 if nothing); first_byte says a
+ * response head arrived.  Only a completed response is a latency sample;
+ * an upstream that said it is overloaded (429/503 after a head) or did
+ * not answer in time is a congestion signal; a client that left, stalled
+ * or was refused tells nothing about the server. */
+enum admit_outcome outcome_limiter(enum outcome o, int status, bool first_byte);
+
+/* Whether this ending may be retried on another server, and as which
+ * retry class.  The 5xx statuses that may be retried are the retry
+ * policy's business (retry.h); this covers endings without a status. */
+bool outcome_retry_class(enum outcome o, enum retry_failure *f);
+
+/* Outlier detection's and the canary's class of an attempt
+ * (OUTLIER_SUCCESS, OUTLIER_5XX, OUTLIER_CONNECT, OUTLIER_TIMEOUT): a
+ * stream is judged by how it finished, not by its first byte. */
+int outcome_outlier_class(enum outcome o, int status);
+
+/* The status the status page counts for this request: the one the client
+ * got, except that a response the upstream failed (a stream cut after
+ * "200 OK") counts as 502. */
+int outcome_status_seen(enum outcome o, int status);
 
 #endif

@@ -42,6 +42,7 @@
  * connection that ends after a reply goes through the lingering close.
  */
 #include "proxy.h"
+#include "proxy_util.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -52,6 +53,7 @@
 #include <unistd.h>
 
 #include "admit.h"
+#include "admit_driver.h"
 #include "buf.h"
 #include "h1.h"
 #include "llmreq.h"
@@ -142,8 +144,7 @@ struct request {
     enum admit_class cls;
     struct admit_waiter waiter;
     bool queued;
-    struct admit_ticket ticket;
-    bool has_ticket;
+    struct admit_slot slot;    /* concurrency slot on r->srv while dispatched */
     struct quota_ticket qt;
     struct llmreq_info info;
     struct llmreq_scan scan;
@@ -178,10 +179,23 @@ struct client {
     bool lingering;            /* write side shut; reading only to discard */
     bool processing;           /* client_process is on the stack: do not re-enter */
     bool process_again;        /* ...and was asked to run once more */
+    /* A request head that did not arrive in one read: the parser's state
+     * and the headers parsed so far, so the next read resumes where the
+     * last one stopped instead of re-parsing from the first byte (a head
+     * trickling in byte by byte costs linear time).  Allocated only then,
+     * freed once the head is complete or refused. */
+    struct client_head *head;
     struct request r;
 };
 
-#define CLASS_SLOTS 6 /* 1xx..5xx, other */
+#define CLIENT_HEAD_MAX_HEADERS (H1_DEFAULT_MAX_HEADERS * 2)
+
+struct client_head {
+    struct h1_message m;
+    struct h1_header hdrs[CLIENT_HEAD_MAX_HEADERS];
+};
+
+#define CLASS_SLOTS PROXY_STATUS_CLASSES /* 1xx..5xx, other */
 
 struct proxy {
     struct ev_loop *loop;
@@ -205,10 +219,12 @@ struct proxy {
     struct ev_timer tick_timer;
     struct tenant_table *tenants;
     struct status *status;
+    struct admit_driver *drivers;  /* per upstream (by index): its queue's pump and deadline timer */
+    struct admit_metrics admit;    /* the limiters and queues of px->ups, on /metrics */
 
     /* metrics */
     uint64_t requests[CONFIG_MAX_UPSTREAMS + 1][CLASS_SLOTS]; /* last row: no upstream */
-    uint64_t inflight;
+    uint64_t inflight;         /* counted by admit_slot_take / admit_slot_give */
     uint64_t client_aborts;
     uint64_t bad_requests;
     uint64_t accepted;
@@ -230,7 +246,7 @@ static void req_send(struct client *c);
 static void req_admit(struct client *c);
 static void pump_request_body(struct client *c);
 static void req_dispatch(struct client *c, struct server *s);
-static void queue_arm(struct proxy *px, struct upstream *up);
+static void queue_arm(struct upstream *up);
 static void pump_schedule(struct upstream *up);
 
 /* ---------------------------------------------------------------------- */
@@ -355,6 +371,8 @@ static void client_close(struct client *c)
     ev_del(px->loop, c->fd);
     close(c->fd);
     c->fd = -1;
+    free(c->head);
+    c->head = NULL;
     buf_release(&c->in);
     buf_release(&c->out);
     if (c->prev)
@@ -597,52 +615,6 @@ static void accept_event(struct ev_loop *loop, int fd, uint32_t events, void *ar
 /* ---------------------------------------------------------------------- */
 /* request completion                                                      */
 
-static int status_class(int status)
-{
-    if (status >= 100 && status < 600)
-        return status / 100 - 1;
-    return CLASS_SLOTS - 1;
-}
-
-static int64_t since(uint64_t t, uint64_t from)
-{
-    return t && from && t >= from ? (int64_t)(t - from) : -1;
-}
-
-/* How the request ended, for the concurrency limiter: only a completed
- * response carries a clean latency signal; an upstream that says it is
- * overloaded (429/503) or does not answer in time is a congestion signal;
- * a client that left, stalled or was refused tells nothing about the
- * server (a stalled upload must never shrink the limit). */
-static enum admit_outcome admit_outcome_of(const struct request *r, int status, enum outcome o)
-{
-    switch (outcome_side(o)) {
-    case OUTCOME_SIDE_CLIENT:
-    case OUTCOME_SIDE_LOCAL:
-        return ADMIT_CANCELLED;
-    case OUTCOME_SIDE_UPSTREAM:
-        return outcome_upstream_timeout(o) ? ADMIT_OVERLOADED : ADMIT_FAILED;
-    case OUTCOME_SIDE_NONE:
-        break;
-    }
-    if (r->t_first_byte && (status == 429 || status == 503))
-        return ADMIT_OVERLOADED;
-    return status >= 500 ? ADMIT_FAILED : ADMIT_DONE;
-}
-
-/* Outlier detection and canary analysis see each attempt once, when it
- * ends: a stream is judged by how it finished, not by its first byte. */
-static int outlier_outcome_of(int status, enum outcome o)
-{
-    if (o == OUTCOME_UPSTREAM_CONNECT_FAILED)
-        return OUTLIER_CONNECT;
-    if (outcome_upstream_timeout(o))
-        return OUTLIER_TIMEOUT;
-    if (outcome_upstream_failed(o) || status >= 500)
-        return OUTLIER_5XX;
-    return OUTLIER_SUCCESS;
-}
-
 /* Give back everything the request holds outside the connection: its
  * queue place, its concurrency slot, its quota reservation and its tenant
  * reference.
@@ -661,11 +633,10 @@ static void req_release_admission(struct client *c, int status, enum outcome o, 
     if (r->queued) {
         admit_cancel(&r->up->queue, &r->waiter, now);
         r->queued = false;
-        queue_arm(px, r->up);
+        queue_arm(r->up);
     }
-    if (r->has_ticket) {
-        admit_release(&r->srv->lim, &r->ticket, now, admit_outcome_of(r, status, o));
-        r->has_ticket = false;
+    if (admit_slot_held(&r->slot)) {
+        admit_slot_give(&r->slot, now, outcome_limiter(o, status, r->t_first_byte != 0));
         pump_schedule(r->up);
     }
     if (r->tenant) {
@@ -730,16 +701,13 @@ static void req_finish(struct client *c, int status, enum outcome o)
         /* Attempts that ended on the client's side say nothing about the
          * server; every other ending is judged here. */
         if (outcome_side(o) != OUTCOME_SIDE_CLIENT && outcome_side(o) != OUTCOME_SIDE_LOCAL)
-            attempt_done(c, outlier_outcome_of(status, o), attempt_ttft(r));
+            attempt_done(c, outcome_outlier_class(o, status), attempt_ttft(r));
     }
+    /* The slot, and with it the in-flight counts, went back above. */
     req_release_admission(c, status, o, now);
-    if (r->srv) {
-        r->srv->inflight--;
-        px->inflight--;
-        r->srv = NULL;
-    }
+    r->srv = NULL;
     int row = r->up ? r->up->index : (int)px->cfg->num_upstreams;
-    px->requests[row][status_class(status)]++;
+    px->requests[row][proxy_status_class(status)]++;
     if (r->t_first_byte && r->t_dispatch)
         metrics_hist_observe(&px->ttfb, r->t_first_byte - r->t_dispatch);
     if (r->t_start)
@@ -758,18 +726,18 @@ static void req_finish(struct client *c, int status, enum outcome o)
         .upstream = r->up ? r->up->conf->name : NULL,
         .server = server,
         .outcome = outcome_name(o),
-        .queue_us = since(r->t_dispatch, r->t_start),
-        .connect_us = since(r->t_connected, r->t_dispatch),
-        .first_byte_us = since(r->t_first_body ? r->t_first_body : r->t_first_byte, r->t_dispatch),
-        .total_us = since(now, r->t_start),
+        .queue_us = proxy_since(r->t_dispatch, r->t_start),
+        .connect_us = proxy_since(r->t_connected, r->t_dispatch),
+        .first_byte_us = proxy_since(r->t_first_body ? r->t_first_body : r->t_first_byte, r->t_dispatch),
+        .total_us = proxy_since(now, r->t_start),
     };
     accesslog_write(px->log, &e);
     if (px->status && r->up) {
         int comp = status_component_for(px->status, r->up->index, r->path, strlen(r->path));
-        int64_t fb = since(r->t_first_body ? r->t_first_body : r->t_first_byte, r->t_start);
+        int64_t fb = proxy_since(r->t_first_body ? r->t_first_body : r->t_first_byte, r->t_start);
         /* A response the upstream cut is bad whatever its status line
          * said; a client that left before any answer is not counted. */
-        int seen = outcome_upstream_failed(o) && status < 500 ? 502 : status;
+        int seen = outcome_status_seen(o, status);
         status_observe(px->status, comp, seen, fb < 0 ? 0 : (uint64_t)fb, now - r->t_start, r->quota_refused, now);
     }
     r->status = status;
@@ -787,36 +755,6 @@ static void req_clear(struct client *c)
 
 /* ---------------------------------------------------------------------- */
 /* request head                                                            */
-
-static bool valid_request_id(struct h1_str v)
-{
-    if (v.len == 0 || v.len > 64)
-        return false;
-    for (size_t i = 0; i < v.len; i++) {
-        char ch = v.p[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-              ch == '_' || ch == '.' || ch == ':'))
-            return false;
-    }
-    return true;
-}
-
-static bool named_in_connection(const struct h1_message *m, struct h1_str name)
-{
-    if (!m->conn_flags && !h1_find_header(m, "connection"))
-        return false;
-    char tok[64];
-    if (name.len >= sizeof tok)
-        return false;
-    memcpy(tok, name.p, name.len);
-    tok[name.len] = '\0';
-    for (size_t i = 0; i < m->num_headers; i++) {
-        const struct h1_header *h = &m->headers[i];
-        if (rp_strieq(h->name.p, h->name.len, "connection") && h1_list_has_token(h->value, tok))
-            return true;
-    }
-    return false;
-}
 
 static bool out_add(struct buf *b, const char *p, size_t n)
 {
@@ -885,7 +823,7 @@ static bool build_upstream_head(struct client *c, const struct h1_message *m, st
             xff_done = true;
             continue;
         }
-        if (named_in_connection(m, n))
+        if (proxy_named_in_connection(m, n))
             continue;
         ok &= out_add(b, n.p, n.len);
         ok &= out_adds(b, ": ");
@@ -913,7 +851,7 @@ static bool build_upstream_head(struct client *c, const struct h1_message *m, st
 static void make_request_id(struct request *r, const struct h1_message *m)
 {
     const struct h1_header *h = h1_find_header(m, "x-request-id");
-    if (h && valid_request_id(h->value)) {
+    if (h && proxy_valid_request_id(h->value)) {
         memcpy(r->id, h->value.p, h->value.len);
         r->id[h->value.len] = '\0';
         return;
@@ -1089,19 +1027,6 @@ static struct server *pick_server(struct request *r, bool need_slot)
     return s;
 }
 
-/* Which failures may be retried. */
-static bool retry_failure_of(enum outcome o, enum retry_failure *f)
-{
-    switch (o) {
-    case OUTCOME_UPSTREAM_CONNECT_FAILED: *f = RETRY_FAIL_CONNECT; return true;
-    case OUTCOME_UPSTREAM_CONNECT_TIMEOUT: *f = RETRY_FAIL_CONNECT_TIMEOUT; return true;
-    case OUTCOME_UPSTREAM_CLOSED:
-    case OUTCOME_UPSTREAM_WRITE_FAILED: *f = RETRY_FAIL_RESET; return true;
-    case OUTCOME_UPSTREAM_TIMEOUT: *f = RETRY_FAIL_TIMEOUT; return true;
-    default: return false;
-    }
-}
-
 /* Try the request again on another server, if nothing has reached the
  * client, the whole request is still in r->out, and the retry budget
  * allows.  true when a new attempt was started. */
@@ -1134,18 +1059,13 @@ static bool try_retry(struct client *c, enum retry_failure f, enum admit_outcome
     }
     struct server *old = r->srv;
     r->tried = probe.tried;
-    if (r->has_ticket) {
-        admit_release(&old->lim, &r->ticket, now, how);
-        r->has_ticket = false;
-    }
-    old->inflight--;
-    px->inflight--;
+    RP_ASSERT(admit_slot_held(&r->slot) && r->slot.lim == &old->lim);
+    admit_slot_give(&r->slot, now, how);
     r->srv = NULL;
     pump_schedule(r->up);
     struct server *s = pick_server(r, true);
-    if (!s || admit_acquire(&s->lim, now, &r->ticket) != RP_OK)
+    if (!s || admit_slot_take(&r->slot, &s->lim, &s->inflight, &px->inflight, now) != RP_OK)
         return false;
-    r->has_ticket = true;
     r->retries++;
     px->retries++;
     r->out_sent = 0;
@@ -1204,9 +1124,9 @@ static void upstream_fail(struct client *c, int status, const char *code, const 
 {
     struct request *r = &c->r;
     if (r->srv && !r->attempt_recorded)
-        attempt_done(c, outlier_outcome_of(status, o), attempt_ttft(r));
+        attempt_done(c, outcome_outlier_class(o, status), attempt_ttft(r));
     enum retry_failure rf;
-    if (retry_failure_of(o, &rf) && try_retry(c, rf, outcome_upstream_timeout(o) ? ADMIT_OVERLOADED : ADMIT_FAILED))
+    if (outcome_retry_class(o, &rf) && try_retry(c, rf, outcome_limiter(o, 0, false)))
         return;
     if (r->u) {
         upstream_conn_close(r->u);
@@ -1385,8 +1305,7 @@ static void req_admit(struct client *c)
     /* Waiters go first: a new arrival never overtakes the queue. */
     if (admit_queue_len(&up->queue) == 0) {
         struct server *s = pick_server(r, true);
-        if (s && admit_acquire(&s->lim, now, &r->ticket) == RP_OK) {
-            r->has_ticket = true;
+        if (s && admit_slot_take(&r->slot, &s->lim, &s->inflight, &px->inflight, now) == RP_OK) {
             req_dispatch(c, s);
             return;
         }
@@ -1401,69 +1320,60 @@ static void req_admit(struct client *c)
     r->state = R_QUEUED;
     if (evicted)
         refuse_overloaded(client_of_waiter(evicted), ADMIT_R_EVICTED);
-    queue_arm(px, up);
+    queue_arm(up);
     pump_schedule(up);
     client_update_events(c);
 }
 
-/* ---- the admission queue ---- */
+/* ---- the admission queue ----
+ *
+ * admit_driver runs the queue's timers; the proxy says what a waiter that
+ * leaves the queue means: a dispatch (on_admit) or a 503 (on_refuse). */
 
-static void queue_expire(struct ev_loop *loop, struct ev_timer *t, void *arg)
+static struct admit_driver *driver_of(struct upstream *up)
 {
-    RP_UNUSED(t);
-    struct upstream *up = arg;
     struct proxy *px = up->owner;
-    enum admit_reason why;
-    struct admit_waiter *w;
-    while ((w = admit_expire(&up->queue, ev_now(loop), &why)) != NULL)
-        refuse_overloaded(client_of_waiter(w), why);
-    queue_arm(px, up);
+    return &px->drivers[up->index];
 }
 
-static void queue_arm(struct proxy *px, struct upstream *up)
+static bool queue_has_room(void *arg)
 {
-    uint64_t when = admit_queue_len(&up->queue) ? admit_next_timer(&up->queue, ev_now(px->loop)) : 0;
-    if (when == 0) {
-        ev_timer_cancel(px->loop, &up->queue_timer);
-        return;
-    }
-    ev_timer_arm_at(px->loop, &up->queue_timer, when);
+    return upstream_any(arg, server_has_slot, NULL);
 }
 
-/* Hand free slots to waiters.  Runs from a zero-delay timer rather than
- * inline, so a dispatch that fails at once (and frees its slot again)
- * cannot recurse into the queue. */
-static void queue_pump(struct ev_loop *loop, struct ev_timer *t, void *arg)
+static int queue_on_admit(void *arg, struct admit_waiter *w, uint64_t now)
 {
-    RP_UNUSED(t);
-    struct upstream *up = arg;
-    struct proxy *px = up->owner;
-    while (admit_queue_len(&up->queue) > 0) {
-        uint64_t now = ev_now(loop);
-        if (!upstream_any(up, server_has_slot, NULL))
-            break;
-        struct admit_waiter *w = admit_dequeue(&up->queue, now);
-        if (!w)
-            break;
-        struct client *c = client_of_waiter(w);
-        c->r.queued = false;
-        struct server *s = pick_server(&c->r, true);
-        if (!s || admit_acquire(&s->lim, now, &c->r.ticket) != RP_OK) {
-            /* Cannot happen (the slot was free); fail safe. */
-            refuse_overloaded(c, ADMIT_R_FULL);
-            continue;
-        }
-        c->r.has_ticket = true;
-        req_dispatch(c, s);
-    }
-    queue_arm(px, up);
+    RP_UNUSED(arg);
+    struct client *c = client_of_waiter(w);
+    struct proxy *px = c->px;
+    c->r.queued = false;
+    struct server *s = pick_server(&c->r, true);
+    if (!s || admit_slot_take(&c->r.slot, &s->lim, &s->inflight, &px->inflight, now) != RP_OK)
+        return RP_AGAIN;
+    req_dispatch(c, s);
+    return RP_OK;
+}
+
+static void queue_on_refuse(void *arg, struct admit_waiter *w, enum admit_reason why)
+{
+    RP_UNUSED(arg);
+    refuse_overloaded(client_of_waiter(w), why);
+}
+
+static const struct admit_driver_ops queue_ops = {
+    .has_room = queue_has_room,
+    .on_admit = queue_on_admit,
+    .on_refuse = queue_on_refuse,
+};
+
+static void queue_arm(struct upstream *up)
+{
+    admit_driver_arm(driver_of(up));
 }
 
 static void pump_schedule(struct upstream *up)
 {
-    if (admit_queue_len(&up->queue) == 0 || ev_timer_armed(&up->pump_timer))
-        return;
-    ev_timer_arm(up->loop, &up->pump_timer, 0);
+    admit_driver_schedule(driver_of(up));
 }
 
 /* Get a connection to server s (admitted: the slot is held) and start
@@ -1472,10 +1382,10 @@ static void req_dispatch(struct client *c, struct server *s)
 {
     struct proxy *px = c->px;
     struct request *r = &c->r;
+    /* The slot taken for s counted s->inflight and px->inflight. */
+    RP_ASSERT(r->slot.lim == &s->lim);
     r->srv = s;
-    s->inflight++;
     s->requests++;
-    px->inflight++;
     r->t_dispatch = ev_now(px->loop);
 
     struct uconn *u = upstream_pool_get(s);
@@ -1646,7 +1556,7 @@ static bool resp_head_to_client(struct client *c, const struct h1_message *m)
     for (size_t i = 0; i < m->num_headers && ok; i++) {
         const struct h1_header *h = &m->headers[i];
         struct h1_str nm = h->name;
-        if (h1_is_hop_by_hop(nm) || rp_strieq(nm.p, nm.len, "x-request-id") || named_in_connection(m, nm))
+        if (h1_is_hop_by_hop(nm) || rp_strieq(nm.p, nm.len, "x-request-id") || proxy_named_in_connection(m, nm))
             continue;
         /* Framing is ours to write.  A 204 (and a 1xx) never carries a
          * Content-Length (RFC 9110 8.6); for HEAD and 304 the upstream's
@@ -1693,9 +1603,9 @@ static void resp_payload(struct client *c, const char *data, size_t len)
         return;
     if (!r->t_first_body) {
         r->t_first_body = ev_now(c->px->loop);
-        if (r->has_ticket) {
+        if (admit_slot_held(&r->slot)) {
             /* The sample may raise the limit: let waiters use it now. */
-            admit_first_byte(&r->srv->lim, &r->ticket, r->t_first_body);
+            admit_slot_first_byte(&r->slot, r->t_first_body);
             pump_schedule(r->up);
         }
     }
@@ -1802,16 +1712,6 @@ static void resp_pump(struct client *c)
     }
 }
 
-/* A bodiless response whose headers speak of a body anyway (framing says
- * there is none: HEAD, 204, 304). */
-static bool announces_body(const struct h1_message *m)
-{
-    if (h1_find_header(m, "transfer-encoding"))
-        return true;
-    const struct h1_header *cl = h1_find_header(m, "content-length");
-    return cl && !(cl->value.len == 1 && cl->value.p[0] == '0');
-}
-
 static void resp_head(struct client *c)
 {
     struct proxy *px = c->px;
@@ -1869,7 +1769,7 @@ static void resp_head(struct client *c)
          * one anyway, and those late bytes would be read as the next
          * request's response: such a connection is not reused either. */
         r->up_keep_alive = m.keep_alive && m.framing != H1_BODY_CLOSE;
-        if (m.framing == H1_BODY_NONE && m.status != 304 && announces_body(&m))
+        if (m.framing == H1_BODY_NONE && m.status != 304 && proxy_announces_body(&m))
             r->up_keep_alive = false;
         if (r->status >= 500)
             r->srv->responses_5xx++;
@@ -1895,8 +1795,8 @@ static void resp_head(struct client *c)
         buf_release(&r->out);
         r->state = R_STREAMING;
         if (m.framing == H1_BODY_NONE || (m.framing == H1_BODY_LENGTH && m.content_length == 0)) {
-            if (r->has_ticket) {
-                admit_first_byte(&r->srv->lim, &r->ticket, r->t_first_byte);
+            if (admit_slot_held(&r->slot)) {
+                admit_slot_first_byte(&r->slot, r->t_first_byte);
                 pump_schedule(r->up);
             }
             resp_complete(c);
@@ -2141,24 +2041,42 @@ static void client_process_one(struct client *c)
         c->head_started = true;
         client_timer_arm(c, CT_HEADER, px->cfg->timeouts.client_header_us);
     }
-    struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS * 2];
-    struct h1_message m;
-    h1_message_init(&m, hdrs, RP_MIN(RP_ARRAY_LEN(hdrs), px->lim.max_headers + 1));
-    int n = h1_parse_request(c->in.pos, buf_len(&c->in), &m, &px->lim);
+    /* Most heads arrive whole: parse on the stack, and keep the parser's
+     * state only when the head is incomplete. */
+    struct client_head local;
+    struct h1_message *m = c->head ? &c->head->m : &local.m;
+    if (!c->head)
+        h1_message_init(m, local.hdrs, RP_MIN((size_t)CLIENT_HEAD_MAX_HEADERS, px->lim.max_headers + 1));
+    int n = h1_parse_request(c->in.pos, buf_len(&c->in), m, &px->lim);
     if (n == RP_AGAIN) {
         if (buf_free_tail(&c->in) == 0) {
             if (c->in.pos != c->in.start) {
-                buf_compact(&c->in);
+                buf_compact(&c->in); /* the bytes move: the next parse starts over */
             } else {
-                m.error_status = 431;
-                m.error = "request header section too large";
+                m->error_status = 431;
+                m->error = "request header section too large";
                 n = RP_ERR;
             }
         }
         if (n == RP_AGAIN) {
+            if (!c->head) {
+                c->head = rp_xmalloc(sizeof *c->head);
+                *c->head = local;
+                c->head->m.headers = c->head->hdrs;
+            }
             client_update_events(c);
             return;
         }
+    }
+    /* Whole or refused: copy what the rest reads out of the kept state,
+     * which goes now (the header views point into c->in, not into it). */
+    struct client_head *kept = c->head;
+    c->head = NULL;
+    if (kept) {
+        local = *kept;
+        local.m.headers = local.hdrs;
+        m = &local.m;
+        free(kept);
     }
     if (n < 0) {
         px->bad_requests++;
@@ -2170,11 +2088,11 @@ static void client_process_one(struct client *c)
         c->r.t_start = ev_now(px->loop);
         c->r.client_minor = 1;
         buf_reset(&c->in);
-        int st = m.error_status ? m.error_status : 400;
-        req_reply(c, st, "bad_request", m.error ? m.error : "malformed request", NULL, OUTCOME_BAD_REQUEST, true);
+        int st = m->error_status ? m->error_status : 400;
+        req_reply(c, st, "bad_request", m->error ? m->error : "malformed request", NULL, OUTCOME_BAD_REQUEST, true);
         return;
     }
-    req_start(c, &m, (size_t)n);
+    req_start(c, m, (size_t)n);
 }
 
 static void client_event(struct ev_loop *loop, int fd, uint32_t events, void *arg)
@@ -2203,7 +2121,7 @@ static const char *server_labels(struct sbuf *lb, const struct upstream *up, con
     return lb->data;
 }
 
-static void render_metrics(struct sbuf *out, void *arg)
+void proxy_metrics_render(struct sbuf *out, void *arg)
 {
     struct proxy *px = arg;
     static const char *classes[CLASS_SLOTS] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
@@ -2317,37 +2235,41 @@ struct proxy *proxy_create(struct ev_loop *loop, const struct config *cfg, struc
     px->path_cap = cfg->limits.max_uri + 1;
     px->path_buf = rp_xmalloc(px->path_cap);
     px->ups = upstream_set_create(loop, cfg);
+    px->drivers = rp_xcalloc(px->ups->num ? px->ups->num : 1, sizeof *px->drivers);
+    admit_metrics_init(&px->admit);
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
+        RP_ASSERT(up->index == (int)i);
         up->owner = px;
-        /* Initialised once: re-initialising an armed timer would corrupt
-         * the loop's heap. */
-        ev_timer_init(&up->queue_timer, queue_expire, up);
-        ev_timer_init(&up->pump_timer, queue_pump, up);
+        admit_driver_init(&px->drivers[i], loop, &up->queue, &queue_ops, up);
+        /* In creation order: the series are listed as they always were. */
+        for (size_t j = 0; j < up->num_servers; j++)
+            admit_metrics_add_limiter(&px->admit, &up->servers[j].lim);
+        admit_metrics_add_queue(&px->admit, &up->queue);
     }
     px->tenants = tenant_table_new(&cfg->tenants, NULL);
-    for (size_t i = 0; i < cfg->num_listen; i++) {
-        const struct server_addr *a = &cfg->listen[i];
-        int fd = net_listen((const struct sockaddr *)&a->ss, a->len, 4096);
-        if (fd < 0) {
-            rp_log_errno(errno, "cannot listen on %s", a->text);
-            goto fail;
-        }
-        px->lfds[px->num_lfds++] = fd;
-        if (ev_add(loop, fd, EV_READ, accept_event, px) != RP_OK) {
-            rp_log_errno(errno, "cannot watch listener %s", a->text);
-            goto fail;
-        }
-    }
     ev_timer_arm(loop, &px->flush_timer, 500000);
     ev_timer_arm(loop, &px->tick_timer, 100000);
-    metrics_register(render_metrics, px);
-    admit_metrics_register();
-    metrics_register(tenant_metrics_render, px->tenants);
     return px;
-fail:
-    proxy_free(px);
-    return NULL;
+}
+
+int proxy_listen(struct proxy *px, int fd, const char *name)
+{
+    RP_ASSERT(px->num_lfds < RP_ARRAY_LEN(px->lfds));
+    if (px->num_lfds >= RP_ARRAY_LEN(px->lfds) || ev_add(px->loop, fd, EV_READ, accept_event, px) != RP_OK) {
+        rp_log_errno(errno, "cannot watch listener %s", name);
+        close(fd);
+        return RP_ERR;
+    }
+    px->lfds[px->num_lfds++] = fd;
+    return RP_OK;
+}
+
+void proxy_register_metrics(struct proxy *px)
+{
+    metrics_register(proxy_metrics_render, px);
+    admit_metrics_register(&px->admit);
+    metrics_register(tenant_metrics_render, px->tenants);
 }
 
 static void close_listeners(struct proxy *px)
@@ -2381,38 +2303,14 @@ void proxy_drain(struct proxy *px, void (*done)(void *arg), void *arg)
     }
 }
 
-/* A canary rolled back: tell the users on the status page too. */
-static void on_canary_event(void *arg, const struct canary *cn, const struct canary_event *ev)
-{
-    RP_UNUSED(cn);
-    struct upstream *up = arg;
-    struct proxy *px = up->owner;
-    if (!px->status || strcmp(ev->action, "rollback") != 0)
-        return;
-    char name[160], body[512];
-    rp_snprintf(name, sizeof name, "New release of %s rolled back", up->conf->name);
-    rp_snprintf(body, sizeof body,
-                "A new version of %s was serving part of the traffic and did worse than the current one (%s). "
-                "rampart sent all traffic back to the current version%s. Some requests may have failed or been "
-                "slow meanwhile.",
-                up->conf->name, ev->reason[0] ? ev->reason : "regression detected",
-                strcmp(ev->source, "admin") == 0 ? " on an operator's request" : " automatically");
-    status_report_incident(px->status, up->index, name, body, ev_now(px->loop));
-}
-
 void proxy_set_status(struct proxy *px, struct status *st)
 {
     px->status = st;
-    for (size_t i = 0; i < px->ups->num; i++) {
-        struct upstream *up = &px->ups->ups[i];
-        if (up->canary) {
-            canary_set_event_cb(up->canary, st ? on_canary_event : NULL, up);
-            /* Verdicts outlive the process: restore this release's, store
-             * the next ones (after the event hook: a restore emits an event
-             * that must not open a second incident). */
-            status_track_canary(st, up->canary, up->conf, ev_now(px->loop));
-        }
-    }
+}
+
+struct upstream_set *proxy_upstreams(const struct proxy *px)
+{
+    return px->ups;
 }
 
 size_t proxy_connections(const struct proxy *px)
@@ -2438,6 +2336,11 @@ void proxy_free(struct proxy *px)
     ev_timer_cancel(px->loop, &px->reap_timer);
     reap_clients(px->loop, &px->reap_timer, px);
     accesslog_flush(px->log);
+    /* After the clients: closing one gives its slot back and schedules
+     * the pump.  Before the queues go with the upstream set. */
+    for (size_t i = 0; px->drivers && i < px->ups->num; i++)
+        admit_driver_stop(&px->drivers[i]);
+    free(px->drivers);
     upstream_set_free(px->ups);
     tenant_table_free(px->tenants);
     free(px->path_buf);

@@ -20,12 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "canary.h"
-#include "health.h"
 #include "net.h"
-#include "outlier.h"
-#include "retry.h"
 #include "util.h"
+
 
 static void pool_idle_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
 {
@@ -47,6 +44,8 @@ static void pool_idle_event(struct ev_loop *loop, int fd, uint32_t events, void 
 static void on_health_change(void *arg, size_t idx, bool up_now)
 {
     struct upstream *up = arg;
+    /* The checker was built over this upstream's servers. */
+    RP_ASSERT(idx < up->num_servers);
     if (idx >= up->num_servers)
         return;
     if (up->outlier)
@@ -55,16 +54,12 @@ static void on_health_change(void *arg, size_t idx, bool up_now)
         upstream_pool_flush(&up->servers[idx]);
 }
 
-static void register_release_metrics(void)
+void upstream_set_register_metrics(struct upstream_set *set)
 {
-    static bool done;
-    if (done)
-        return;
-    done = true;
-    metrics_register(health_metrics_render, NULL);
-    metrics_register(outlier_metrics_render, NULL);
-    metrics_register(retry_metrics_render, NULL);
-    metrics_register(canary_metrics_render, NULL);
+    metrics_register(health_metrics_render, &set->health);
+    metrics_register(outlier_metrics_render, &set->outliers);
+    metrics_register(retry_metrics_render, &set->retries);
+    metrics_register(canary_metrics_render, &set->canaries);
 }
 
 struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct config *cfg)
@@ -72,6 +67,10 @@ struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct conf
     struct upstream_set *set = rp_xcalloc(1, sizeof *set);
     set->num = cfg->num_upstreams;
     set->ups = rp_xcalloc(set->num, sizeof *set->ups);
+    health_set_init(&set->health, loop);
+    outlier_set_init(&set->outliers, loop);
+    retry_set_init(&set->retries, loop);
+    canary_set_init(&set->canaries, loop);
     for (size_t i = 0; i < set->num; i++) {
         struct upstream *up = &set->ups[i];
         up->index = (int)i;
@@ -99,10 +98,13 @@ struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct conf
         up->retry = retry_budget_new(up->conf->name, &up->conf->retry);
         if (up->conf->has_canary)
             up->canary = canary_new(up->conf->name, &up->conf->canary, now);
-        ev_timer_init(&up->queue_timer, NULL, up);
-        ev_timer_init(&up->pump_timer, NULL, up);
+        if (up->canary)
+            canary_name_release(up->canary, up->conf->servers, up->conf->num_servers);
+        health_set_add(&set->health, up->health);
+        outlier_set_add(&set->outliers, up->outlier);
+        retry_set_add(&set->retries, up->retry);
+        canary_set_add(&set->canaries, up->canary);
     }
-    register_release_metrics();
     return set;
 }
 
@@ -122,8 +124,6 @@ void upstream_set_free(struct upstream_set *set)
         outlier_free(up->outlier);
         retry_budget_free(up->retry);
         canary_free(up->canary);
-        ev_timer_cancel(up->loop, &up->queue_timer);
-        ev_timer_cancel(up->loop, &up->pump_timer);
         admit_queue_free(&up->queue);
         free(up->servers);
     }
@@ -266,7 +266,10 @@ static void pool_unlink(struct uconn *u)
         u->next->prev = u->prev;
     u->next = u->prev = NULL;
     u->idle = false;
-    s->idle_count--;
+    /* Every idle connection is counted once, in upstream_conn_release. */
+    RP_ASSERT(s->idle_count > 0);
+    if (s->idle_count > 0)
+        s->idle_count--;
 }
 
 struct uconn *upstream_pool_get(struct server *srv)

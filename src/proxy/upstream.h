@@ -16,9 +16,13 @@
 
 #include "admit.h"
 #include "buf.h"
+#include "canary.h"
 #include "config.h"
 #include "ev.h"
+#include "health.h"
 #include "metrics.h"
+#include "outlier.h"
+#include "retry.h"
 
 struct upstream;
 struct server;
@@ -65,8 +69,6 @@ struct upstream {
     size_t num_servers;
     unsigned rr_next;
     struct admit_queue queue;      /* requests waiting for a free slot */
-    struct ev_timer queue_timer;   /* next queue deadline (owned by the proxy) */
-    struct ev_timer pump_timer;    /* deferred dispatch of waiters (owned by the proxy) */
     void *owner;                   /* the proxy */
     /* release safety (NULL when not configured) */
     struct health_checker *health; /* active checks */
@@ -79,11 +81,24 @@ struct upstream {
 struct upstream_set {
     struct upstream *ups;
     size_t num;
+    /* The release-safety instances of these upstreams: the args of their
+     * metrics renderers (upstream_set_register_metrics) and, for the
+     * canaries, of the admin API (canary_admin_register). */
+    struct health_set health;
+    struct outlier_set outliers;
+    struct retry_set retries;
+    struct canary_set canaries;
 };
 
-/* Build runtime state for every configured upstream. */
+/* Build runtime state for every configured upstream, and register the
+ * metrics of its release safety with the set as their arg (so the set
+ * must outlive the last metrics_render, as the proxy does). */
 struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct config *cfg);
+/* The release-safety families of /metrics (health, outlier, retry,
+ * canary), each rendered once for the whole set. */
+void upstream_set_register_metrics(struct upstream_set *set);
 void upstream_set_free(struct upstream_set *set);
+
 
 /* Choose a server for a new request: power of two choices on outstanding
  * requests (or round robin), among usable servers for which accept(srv,

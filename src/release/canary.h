@@ -92,8 +92,8 @@
  * config changed) finds no verdict and starts fresh.  This module stays
  * free of storage: it only calls the callback and takes a verdict.
  *
- * Pure logic except canary_admin_* (which reads the monotonic clock) and
- * the stderr event line.  Everything is bounded: TTFT and TPOT samples are
+ * Pure logic except the stderr event line: every function takes the time
+ * from its caller, the metrics renderer from its set's loop.  Everything is bounded: TTFT and TPOT samples are
  * each a reservoir of CANARY_BUCKET_SAMPLES per window bucket per group.
  */
 #ifndef RP_CANARY_H
@@ -107,9 +107,7 @@
 #include "conf.h"
 
 /* config.h includes this header for struct canary_conf: keep it light. */
-struct httpd_request;
-struct httpd_response;
-struct admin;
+struct ev_loop;
 
 #define CANARY_MAX_STEPS 8
 #define CANARY_BUCKETS 12
@@ -163,6 +161,9 @@ void canary_conf_default(struct canary_conf *c);
  * auto_rollback, release (a label such as "v2.4.1", 1..63 printable
  * characters). */
 int canary_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct canary_conf *out);
+/* The rows of the section's plain keys (conf.h), for documentation and
+ * tests; canary_conf_parse adds the checks that span keys. */
+extern const struct conf_field canary_conf_fields[];
 
 enum canary_state { CANARY_RUNNING = 0, CANARY_PAUSED, CANARY_ROLLED_BACK, CANARY_PROMOTED };
 #define CANARY_STATES 4
@@ -311,15 +312,34 @@ struct canary {
     uint64_t requests_total[2], errors_total[2];
     uint64_t decisions_total[CANARY_DECISIONS];
     uint64_t rollbacks_auto_total, rollbacks_admin_total, promotions_total;
-    struct canary *next_reg;
+    /* membership of the owner's set (canary_set_add) */
+    struct canary_set *set;
+    struct canary *next_in_set;
 };
 
-/* Create and register the canary of an upstream that has canary servers.
- * It starts running at the first step.  conf is copied. */
+/* The canaries of one owner (the upstream set): what the metrics renderer
+ * and the admin API walk, instead of a process-wide list, so that two
+ * owners (tests, a future reload) never see each other's canaries.  The
+ * newest canary comes first.  loop is the clock of the admin API (NULL:
+ * the monotonic clock, for tests). */
+struct canary_set {
+    struct canary *head;
+    struct ev_loop *loop;
+};
+
+void canary_set_init(struct canary_set *set, struct ev_loop *loop);
+/* Put c (may be NULL: nothing) in set; it leaves it in canary_free. */
+void canary_set_add(struct canary_set *set, struct canary *c);
+/* The canary of upstream (len bytes) in set, or NULL. */
+struct canary *canary_set_find(const struct canary_set *set, const char *upstream, size_t len);
+/* The set's current time: ev_now of its loop. */
+uint64_t canary_set_now(const struct canary_set *set);
+
+/* Create the canary of an upstream that has canary servers.  It starts
+ * running at the first step.  conf is copied. */
 struct canary *canary_new(const char *upstream, const struct canary_conf *conf, uint64_t now_us);
+/* Free c, taking it out of its set first. */
 void canary_free(struct canary *c);
-/* Registered canary by upstream name, or NULL. */
-struct canary *canary_find(const char *upstream, size_t len);
 
 /* Called on every event (after it is logged). */
 void canary_set_event_cb(struct canary *c, canary_event_cb cb, void *arg);
@@ -332,6 +352,12 @@ void canary_release_id(const char *label, const struct canary_server_ref *server
 /* Which release c is judging (shown in the state document, put in every
  * verdict). */
 void canary_set_release(struct canary *c, const char *release_id);
+/* Name c's release from the configuration: its release: label, else the
+ * canary group among servers[n] (canary_release_id).  Done once when the
+ * canary is made, before any stored verdict is looked up. */
+#define CANARY_MAX_SERVERS 64 /* servers of one upstream (config.c checks) */
+struct server_conf;
+void canary_name_release(struct canary *c, const struct server_conf *servers, size_t n);
 /* Called with the new state after every change except the start and a
  * restore (cb NULL: none).  Runs on the caller's thread, synchronously. */
 void canary_set_verdict_cb(struct canary *c, canary_verdict_cb cb, void *arg);
@@ -380,17 +406,7 @@ int canary_set_weight(struct canary *c, unsigned weight_bp, uint64_t now_us);
 /* The state document (JSON object) served by GET /api/v1/canary/<name>. */
 void canary_render_json(const struct canary *c, struct sbuf *out, uint64_t now_us);
 
-/* metrics_render_fn: every registered canary (arg unused). */
+/* metrics_render_fn: every canary of the struct canary_set *arg. */
 void canary_metrics_render(struct sbuf *out, void *arg);
-
-/* Admin API (httpd_handler; arg unused):
- *   GET  /api/v1/canary          {"canaries":[<state>...]}
- *   GET  /api/v1/canary/<name>   <state>
- *   POST /api/v1/canary/<name>   {"action":"pause"|"resume"|"rollback"|"promote"|"set_weight",
- *                                 "weight":N (percent, set_weight), "reason":"..." (optional)}
- *   (POST /api/v1/canary works too when exactly one canary exists.)
- * Writes are authorized by admin.c before this handler runs. */
-void canary_admin_handler(void *arg, const struct httpd_request *req, struct httpd_response *resp);
-void canary_admin_register(struct admin *a);
 
 #endif

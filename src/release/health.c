@@ -58,42 +58,51 @@ static int copy_string(struct conf_doc *doc, const struct conf_node *n, char *ds
     return RP_OK;
 }
 
+static int row_path(struct conf_doc *doc, const struct conf_node *n, void *base)
+{
+    struct health_conf *c = base;
+    return copy_string(doc, n, c->path, sizeof c->path, true);
+}
+
+static int row_host(struct conf_doc *doc, const struct conf_node *n, void *base)
+{
+    struct health_conf *c = base;
+    return copy_string(doc, n, c->host, sizeof c->host, false);
+}
+
+/* One row per key, in the order the "unknown key" message lists them.
+ * Defaults are HEALTH_CONF_DEFAULT's (test_health checks they agree).  The
+ * floors of interval and timeout, and timeout < interval, are checked
+ * below with their own messages. */
+const struct conf_field health_conf_fields[] = {
+    CONF_FIELD_BOOL("enabled", struct health_conf, enabled, false),
+    CONF_FIELD_CUSTOM("path", row_path),
+    CONF_FIELD_CUSTOM("host", row_host),
+    CONF_FIELD_DURATION("interval", struct health_conf, interval_us, 0, UINT64_MAX, 2000000u),
+    CONF_FIELD_DURATION("timeout", struct health_conf, timeout_us, 0, UINT64_MAX, 1000000u),
+    CONF_FIELD_UINT("rise", struct health_conf, rise, 1, 100, 2),
+    CONF_FIELD_UINT("fall", struct health_conf, fall, 1, 100, 3),
+    CONF_FIELD_DURATION("slow_start", struct health_conf, slow_start_us, 0, UINT64_MAX, 30000000u),
+    CONF_FIELD_END,
+};
+
 int health_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct health_conf *out)
 {
-    static const char *const keys[] = {"enabled", "path", "host",       "interval", "timeout",
-                                       "rise",    "fall", "slow_start", NULL};
     if (!node)
         return RP_OK;
-    if (conf_expect_map(doc, node) != RP_OK)
-        return RP_ERR;
-    int rc = RP_OK;
-    if (conf_check_keys(doc, node, keys) > 0)
-        rc = RP_ERR;
+    /* A health_check: section turns the checks on unless it says otherwise. */
     out->enabled = true;
-    if (conf_bool(doc, conf_get(node, "enabled"), &out->enabled) != RP_OK)
-        rc = RP_ERR;
-    if (copy_string(doc, conf_get(node, "path"), out->path, sizeof out->path, true) != RP_OK)
-        rc = RP_ERR;
-    if (copy_string(doc, conf_get(node, "host"), out->host, sizeof out->host, false) != RP_OK)
-        rc = RP_ERR;
-    uint64_t v = out->rise;
-    if (conf_uint(doc, conf_get(node, "rise"), 1, 100, &v) != RP_OK)
-        rc = RP_ERR;
-    out->rise = (unsigned)v;
-    v = out->fall;
-    if (conf_uint(doc, conf_get(node, "fall"), 1, 100, &v) != RP_OK)
-        rc = RP_ERR;
-    out->fall = (unsigned)v;
+    int rc = conf_fields_parse(doc, node, health_conf_fields, out);
+    if (rc != RP_OK && node->kind != CONF_MAP)
+        return rc;
     const struct conf_node *ni = conf_get(node, "interval"), *nt = conf_get(node, "timeout");
-    if (conf_duration_us(doc, ni, &out->interval_us) != RP_OK)
-        rc = RP_ERR;
-    else if (out->interval_us < 100000u) {
+    /* A value that failed to parse kept the default, which is above both
+     * floors: only a parsed one can be too short. */
+    if (out->interval_us < 100000u) {
         conf_error(doc, ni, "interval must be at least 100ms");
         rc = RP_ERR;
     }
-    if (conf_duration_us(doc, nt, &out->timeout_us) != RP_OK)
-        rc = RP_ERR;
-    else if (out->timeout_us < 10000u) {
+    if (out->timeout_us < 10000u) {
         conf_error(doc, nt, "timeout must be at least 10ms");
         rc = RP_ERR;
     }
@@ -103,8 +112,6 @@ int health_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct
         conf_error(doc, nt ? nt : node, "timeout must be shorter than interval");
         rc = RP_ERR;
     }
-    if (conf_duration_us(doc, conf_get(node, "slow_start"), &out->slow_start_us) != RP_OK)
-        rc = RP_ERR;
     return rc;
 }
 
@@ -133,6 +140,8 @@ void health_server_init(struct health_server *s, uint64_t now_us)
 enum health_change health_server_report(struct health_server *s, const struct health_conf *c, enum health_result r,
                                         int status, uint64_t now_us)
 {
+    /* r comes from probe_finish, always one of enum health_result. */
+    RP_ASSERT((unsigned)r < HEALTH_RESULTS);
     if ((unsigned)r < HEALTH_RESULTS)
         s->checks_total[r]++;
     s->last_result = r;
@@ -229,10 +238,9 @@ struct health_checker {
     void *cb_arg;
     size_t num;
     struct health_probe probes[HEALTH_MAX_SERVERS];
-    struct health_checker *next_reg;
+    struct health_set *set; /* owner's set (health_set_add), NULL when in none */
+    struct health_checker *next_in_set;
 };
-
-static struct health_checker *registry;
 
 
 static void probe_close(struct health_probe *p)
@@ -414,8 +422,6 @@ struct health_checker *health_checker_new(struct ev_loop *loop, const char *upst
         /* Spread first checks over one interval. */
         ev_timer_arm_at(loop, &p->timer, now + conf->interval_us * i / (hc->num ? hc->num : 1));
     }
-    hc->next_reg = registry;
-    registry = hc;
     return hc;
 }
 
@@ -427,13 +433,32 @@ void health_checker_free(struct health_checker *hc)
         ev_timer_cancel(hc->loop, &hc->probes[i].timer);
         probe_close(&hc->probes[i]);
     }
-    for (struct health_checker **p = &registry; *p; p = &(*p)->next_reg) {
-        if (*p == hc) {
-            *p = hc->next_reg;
-            break;
-        }
+    if (hc->set) {
+        struct health_checker **p = &hc->set->head;
+        while (*p && *p != hc)
+            p = &(*p)->next_in_set;
+        /* hc->set is only ever set by health_set_add, which linked hc. */
+        RP_ASSERT(*p == hc);
+        if (*p)
+            *p = hc->next_in_set;
     }
     free(hc);
+}
+
+void health_set_init(struct health_set *set, struct ev_loop *loop)
+{
+    set->head = NULL;
+    set->loop = loop;
+}
+
+void health_set_add(struct health_set *set, struct health_checker *hc)
+{
+    if (!hc)
+        return;
+    RP_ASSERT(!hc->set);
+    hc->set = set;
+    hc->next_in_set = set->head;
+    set->head = hc;
 }
 
 size_t health_checker_count(const struct health_checker *hc)
@@ -471,25 +496,27 @@ static void labels(struct sbuf *out, const char *name, const struct health_check
 
 void health_metrics_render(struct sbuf *out, void *arg)
 {
-    RP_UNUSED(arg);
-    if (!registry)
+    const struct health_set *set = arg;
+    const struct health_checker *head = set ? set->head : NULL;
+    if (!head)
         return;
-    uint64_t now = rp_now_us();
+    /* The loop's time: the slow-start ramp was started with it. */
+    uint64_t now = set->loop ? ev_now(set->loop) : rp_now_us();
     metrics_family(out, "rampart_health_up", "gauge", "Active health-check state of the server (1 up, 0 down).");
-    for (const struct health_checker *hc = registry; hc; hc = hc->next_reg)
+    for (const struct health_checker *hc = head; hc; hc = hc->next_in_set)
         for (size_t i = 0; i < hc->num; i++) {
             labels(out, "rampart_health_up", hc, &hc->probes[i]);
             sbuf_printf(out, "} %d\n", hc->probes[i].st.up ? 1 : 0);
         }
     metrics_family(out, "rampart_health_weight_ratio", "gauge",
                    "Share of the server's weight in use (slow start ramps it).");
-    for (const struct health_checker *hc = registry; hc; hc = hc->next_reg)
+    for (const struct health_checker *hc = head; hc; hc = hc->next_in_set)
         for (size_t i = 0; i < hc->num; i++) {
             labels(out, "rampart_health_weight_ratio", hc, &hc->probes[i]);
             sbuf_printf(out, "} %.3f\n", health_server_weight(&hc->probes[i].st, &hc->conf, now));
         }
     metrics_family(out, "rampart_health_checks_total", "counter", "Health checks by result.");
-    for (const struct health_checker *hc = registry; hc; hc = hc->next_reg)
+    for (const struct health_checker *hc = head; hc; hc = hc->next_in_set)
         for (size_t i = 0; i < hc->num; i++)
             for (int r = 0; r < HEALTH_RESULTS; r++) {
                 labels(out, "rampart_health_checks_total", hc, &hc->probes[i]);
@@ -497,7 +524,7 @@ void health_metrics_render(struct sbuf *out, void *arg)
                             (unsigned long long)hc->probes[i].st.checks_total[r]);
             }
     metrics_family(out, "rampart_health_down_total", "counter", "Transitions of the server to down.");
-    for (const struct health_checker *hc = registry; hc; hc = hc->next_reg)
+    for (const struct health_checker *hc = head; hc; hc = hc->next_in_set)
         for (size_t i = 0; i < hc->num; i++) {
             labels(out, "rampart_health_down_total", hc, &hc->probes[i]);
             sbuf_printf(out, "} %llu\n", (unsigned long long)hc->probes[i].st.downs_total);

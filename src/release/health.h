@@ -72,6 +72,9 @@ void health_conf_default(struct health_conf *c);
  * rise, fall, slow_start.  A present section enables checks unless it says
  * enabled: false.  timeout must be shorter than interval. */
 int health_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct health_conf *out);
+/* The rows of the section's plain keys (conf.h), for documentation and
+ * tests; health_conf_parse adds the checks that span keys. */
+extern const struct conf_field health_conf_fields[];
 
 /* ---- the state machine of one server ---- */
 
@@ -128,13 +131,12 @@ struct health_checker;
 typedef void (*health_change_cb)(void *arg, size_t server, bool up);
 
 /* Start checking servers[0..n) of upstream on loop (n <= HEALTH_MAX_SERVERS).
- * conf and the server addresses are copied.  cb may be NULL.  The checker
- * is registered for metrics until health_checker_free.  Returns NULL
+ * conf and the server addresses are copied.  cb may be NULL.  Returns NULL
  * (logged) when conf->enabled is false. */
 struct health_checker *health_checker_new(struct ev_loop *loop, const char *upstream, const struct health_conf *conf,
                                           const struct server_conf *servers, size_t n, health_change_cb cb,
                                           void *arg);
-/* Cancel timers, close any check in flight, free. */
+/* Cancel timers, close any check in flight, leave its set, free. */
 void health_checker_free(struct health_checker *hc);
 
 size_t health_checker_count(const struct health_checker *hc);
@@ -142,7 +144,20 @@ const struct health_server *health_checker_server(const struct health_checker *h
 bool health_checker_up(const struct health_checker *hc, size_t idx);
 double health_checker_weight(const struct health_checker *hc, size_t idx, uint64_t now_us);
 
-/* metrics_render_fn: every registered checker (arg unused). */
+/* The checkers of one owner (the upstream set), for the metrics renderer:
+ * an owner's list rather than a process-wide one, so two owners never
+ * render each other's servers.  loop is the renderer's clock (NULL: the
+ * monotonic clock, for tests).  Newest first. */
+struct health_set {
+    struct health_checker *head;
+    struct ev_loop *loop;
+};
+
+void health_set_init(struct health_set *set, struct ev_loop *loop);
+/* Put hc (may be NULL: nothing) in set; it leaves in health_checker_free. */
+void health_set_add(struct health_set *set, struct health_checker *hc);
+
+/* metrics_render_fn: every checker of the struct health_set *arg. */
 void health_metrics_render(struct sbuf *out, void *arg);
 
 #endif

@@ -9,14 +9,15 @@
  */
 #include "outlier.h"
 #include "server.h"
+#include "ev.h"
 #include "metrics.h"
 #include "util.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-static struct outlier *registry;
 
 
 void outlier_conf_default(struct outlier_conf *c)
@@ -24,54 +25,49 @@ void outlier_conf_default(struct outlier_conf *c)
     *c = (struct outlier_conf)OUTLIER_CONF_DEFAULT;
 }
 
+/* One row per key, in the order the "unknown key" message lists them.
+ * Defaults are OUTLIER_CONF_DEFAULT's (test_outlier checks they agree).
+ * The duration floors and base <= max are checked below with their own
+ * messages. */
+const struct conf_field outlier_conf_fields[] = {
+    CONF_FIELD_BOOL("enabled", struct outlier_conf, enabled, true),
+    CONF_FIELD_UINT("consecutive_failures", struct outlier_conf, consecutive_failures, 0, 1000, 5),
+    CONF_FIELD_DURATION("interval", struct outlier_conf, interval_us, 0, UINT64_MAX, 10000000u),
+    CONF_FIELD_DURATION("window", struct outlier_conf, window_us, 0, UINT64_MAX, 30000000u),
+    CONF_FIELD_UINT("min_requests", struct outlier_conf, min_requests, 1, 1000000, 50),
+    CONF_FIELD_DOUBLE("stdev_factor", struct outlier_conf, stdev_factor, 0.0, 10.0, 1.9),
+    CONF_FIELD_DOUBLE("min_gap", struct outlier_conf, min_gap, 0.0, 1.0, 0.05),
+    CONF_FIELD_DURATION("base_ejection", struct outlier_conf, base_ejection_us, 0, UINT64_MAX, 30000000u),
+    CONF_FIELD_DURATION("max_ejection", struct outlier_conf, max_ejection_us, 0, UINT64_MAX, 300000000u),
+    CONF_FIELD_UINT("max_ejection_percent", struct outlier_conf, max_ejection_percent, 0, 100, 50),
+    CONF_FIELD_END,
+};
+
 int outlier_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct outlier_conf *out)
 {
-    static const char *const keys[] = {"enabled",      "consecutive_failures", "interval", "window",
-                                       "min_requests", "stdev_factor",         "min_gap",  "base_ejection",
-                                       "max_ejection", "max_ejection_percent", NULL};
     if (!node)
         return RP_OK;
-    if (conf_expect_map(doc, node) != RP_OK)
-        return RP_ERR;
-    int rc = RP_OK;
-    if (conf_check_keys(doc, node, keys) > 0)
-        rc = RP_ERR;
-    if (conf_bool(doc, conf_get(node, "enabled"), &out->enabled) != RP_OK)
-        rc = RP_ERR;
-    uint64_t v = out->consecutive_failures;
-    if (conf_uint(doc, conf_get(node, "consecutive_failures"), 0, 1000, &v) != RP_OK)
-        rc = RP_ERR;
-    out->consecutive_failures = (unsigned)v;
-    v = out->min_requests;
-    if (conf_uint(doc, conf_get(node, "min_requests"), 1, 1000000, &v) != RP_OK)
-        rc = RP_ERR;
-    out->min_requests = (unsigned)v;
-    v = out->max_ejection_percent;
-    if (conf_uint(doc, conf_get(node, "max_ejection_percent"), 0, 100, &v) != RP_OK)
-        rc = RP_ERR;
-    out->max_ejection_percent = (unsigned)v;
-    if (conf_double(doc, conf_get(node, "stdev_factor"), 0.0, 10.0, &out->stdev_factor) != RP_OK)
-        rc = RP_ERR;
-    if (conf_double(doc, conf_get(node, "min_gap"), 0.0, 1.0, &out->min_gap) != RP_OK)
-        rc = RP_ERR;
+    const struct outlier_conf before = *out;
+    int rc = conf_fields_parse(doc, node, outlier_conf_fields, out);
+    if (rc != RP_OK && node->kind != CONF_MAP)
+        return rc;
+    /* A shorter value keeps the previous one (so base <= max below is
+     * judged on values that were accepted). */
     struct {
         const char *key;
         uint64_t *dst;
+        uint64_t old;
         uint64_t min;
-    } durs[] = {{"interval", &out->interval_us, 100000u},
-                {"window", &out->window_us, 1000000u},
-                {"base_ejection", &out->base_ejection_us, 1000000u},
-                {"max_ejection", &out->max_ejection_us, 1000000u}};
+    } durs[] = {{"interval", &out->interval_us, before.interval_us, 100000u},
+                {"window", &out->window_us, before.window_us, 1000000u},
+                {"base_ejection", &out->base_ejection_us, before.base_ejection_us, 1000000u},
+                {"max_ejection", &out->max_ejection_us, before.max_ejection_us, 1000000u}};
     for (size_t i = 0; i < RP_ARRAY_LEN(durs); i++) {
         const struct conf_node *n = conf_get(node, durs[i].key);
-        uint64_t d = *durs[i].dst;
-        if (conf_duration_us(doc, n, &d) != RP_OK) {
-            rc = RP_ERR;
-        } else if (n && d < durs[i].min) {
+        if (n && *durs[i].dst < durs[i].min) {
             conf_error(doc, n, "%s is too short", durs[i].key);
+            *durs[i].dst = durs[i].old;
             rc = RP_ERR;
-        } else {
-            *durs[i].dst = d;
         }
     }
     if (out->max_ejection_us < out->base_ejection_us) {
@@ -101,8 +97,6 @@ struct outlier *outlier_new(const char *upstream, const struct outlier_conf *con
         s->last_threshold = -1.0;
     }
     o->next_analysis_us = now_us + o->conf.interval_us;
-    o->next_reg = registry;
-    registry = o;
     return o;
 }
 
@@ -110,13 +104,32 @@ void outlier_free(struct outlier *o)
 {
     if (!o)
         return;
-    for (struct outlier **p = &registry; *p; p = &(*p)->next_reg) {
-        if (*p == o) {
-            *p = o->next_reg;
-            break;
-        }
+    if (o->set) {
+        struct outlier **p = &o->set->head;
+        while (*p && *p != o)
+            p = &(*p)->next_in_set;
+        /* o->set is only ever set by outlier_set_add, which linked o. */
+        RP_ASSERT(*p == o);
+        if (*p)
+            *p = o->next_in_set;
     }
     free(o);
+}
+
+void outlier_set_init(struct outlier_set *set, struct ev_loop *loop)
+{
+    set->head = NULL;
+    set->loop = loop;
+}
+
+void outlier_set_add(struct outlier_set *set, struct outlier *o)
+{
+    if (!o)
+        return;
+    RP_ASSERT(!o->set);
+    o->set = set;
+    o->next_in_set = set->head;
+    set->head = o;
 }
 
 static void clear_window(struct outlier_server *s)
@@ -188,6 +201,9 @@ size_t outlier_ejected_count(const struct outlier *o, uint64_t now_us)
 
 bool outlier_eligible(const struct outlier *o, size_t idx, uint64_t now_us)
 {
+    /* Indexes come from the upstream the detector was built for, and
+     * config.c keeps its servers within OUTLIER_MAX_SERVERS. */
+    RP_ASSERT(idx < o->num_servers);
     if (idx >= o->num_servers)
         return false;
     const struct outlier_server *s = &o->servers[idx];
@@ -196,6 +212,7 @@ bool outlier_eligible(const struct outlier *o, size_t idx, uint64_t now_us)
 
 void outlier_set_available(struct outlier *o, size_t idx, bool available)
 {
+    RP_ASSERT(idx < o->num_servers);
     if (idx < o->num_servers)
         o->servers[idx].available = available;
 }
@@ -249,6 +266,7 @@ static bool try_eject(struct outlier *o, size_t idx, enum outlier_reason reason,
 
 bool outlier_report(struct outlier *o, size_t idx, enum outlier_outcome outcome, uint64_t now_us)
 {
+    RP_ASSERT(idx < o->num_servers);
     if (!o->conf.enabled || idx >= o->num_servers)
         return false;
     struct outlier_server *s = &o->servers[idx];
@@ -353,32 +371,34 @@ static void labels(struct sbuf *out, const char *name, const struct outlier *o, 
 
 void outlier_metrics_render(struct sbuf *out, void *arg)
 {
-    RP_UNUSED(arg);
-    if (!registry)
+    const struct outlier_set *set = arg;
+    const struct outlier *head = set ? set->head : NULL;
+    if (!head)
         return;
-    uint64_t now = rp_now_us();
+    /* The loop's time: ejections were timed with it. */
+    uint64_t now = set->loop ? ev_now(set->loop) : rp_now_us();
     metrics_family(out, "rampart_outlier_ejected", "gauge", "Whether the server is ejected by outlier detection.");
-    for (const struct outlier *o = registry; o; o = o->next_reg)
+    for (const struct outlier *o = head; o; o = o->next_in_set)
         for (size_t i = 0; i < o->num_servers; i++) {
             labels(out, "rampart_outlier_ejected", o, &o->servers[i]);
             sbuf_printf(out, "%d\n", outlier_eligible(o, i, now) ? 0 : 1);
         }
     metrics_family(out, "rampart_outlier_ejections_total", "counter", "Ejections of the server.");
-    for (const struct outlier *o = registry; o; o = o->next_reg)
+    for (const struct outlier *o = head; o; o = o->next_in_set)
         for (size_t i = 0; i < o->num_servers; i++) {
             labels(out, "rampart_outlier_ejections_total", o, &o->servers[i]);
             sbuf_printf(out, "%llu\n", (unsigned long long)o->servers[i].ejections_total);
         }
     metrics_family(out, "rampart_outlier_failure_ratio", "gauge",
                    "Failure ratio in the window at the last analysis (-1: not enough requests).");
-    for (const struct outlier *o = registry; o; o = o->next_reg)
+    for (const struct outlier *o = head; o; o = o->next_in_set)
         for (size_t i = 0; i < o->num_servers; i++) {
             labels(out, "rampart_outlier_failure_ratio", o, &o->servers[i]);
             sbuf_printf(out, "%.6f\n", o->servers[i].last_failure_ratio);
         }
     metrics_family(out, "rampart_outlier_ejections_refused_total", "counter",
                    "Ejections prevented by the ejected-share cap.");
-    for (const struct outlier *o = registry; o; o = o->next_reg) {
+    for (const struct outlier *o = head; o; o = o->next_in_set) {
         sbuf_adds(out, "rampart_outlier_ejections_refused_total{upstream=\"");
         metrics_label_escape(out, o->upstream);
         sbuf_printf(out, "\"} %llu\n", (unsigned long long)o->ejections_refused_total);

@@ -82,6 +82,9 @@ void outlier_conf_default(struct outlier_conf *c);
  * enabled, consecutive_failures, interval, window, min_requests,
  * stdev_factor, min_gap, base_ejection, max_ejection, max_ejection_percent. */
 int outlier_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct outlier_conf *out);
+/* The rows of the section's plain keys (conf.h), for documentation and
+ * tests; outlier_conf_parse adds the checks that span keys. */
+extern const struct conf_field outlier_conf_fields[];
 
 enum outlier_outcome {
     OUTLIER_SUCCESS = 0,
@@ -122,14 +125,16 @@ struct outlier {
     uint64_t bucket_us;
     uint64_t next_analysis_us;
     uint64_t ejections_refused_total; /* ejections the share cap prevented */
-    struct outlier *next_reg;
+    struct outlier_set *set;          /* owner's set (outlier_set_add), NULL when in none */
+    struct outlier *next_in_set;
 };
 
-/* Create and register the detector for an upstream's servers (n <=
+/* Create the detector for an upstream's servers (n <=
  * OUTLIER_MAX_SERVERS; more are ignored).  conf is copied.  All servers
  * start available and eligible. */
 struct outlier *outlier_new(const char *upstream, const struct outlier_conf *conf, const struct server_conf *servers,
                             size_t n, uint64_t now_us);
+/* Leave its set, free. */
 void outlier_free(struct outlier *o);
 
 /* Record the outcome of one attempt on server idx.  Returns true when this
@@ -154,7 +159,21 @@ void outlier_set_available(struct outlier *o, size_t idx, bool available);
 /* Servers currently ejected. */
 size_t outlier_ejected_count(const struct outlier *o, uint64_t now_us);
 
-/* metrics_render_fn: every registered detector (arg unused). */
+/* The detectors of one owner (the upstream set), for the metrics renderer:
+ * an owner's list rather than a process-wide one, so two owners never
+ * render each other's servers.  loop is the renderer's clock (NULL: the
+ * monotonic clock, for tests).  Newest first. */
+struct ev_loop;
+struct outlier_set {
+    struct outlier *head;
+    struct ev_loop *loop;
+};
+
+void outlier_set_init(struct outlier_set *set, struct ev_loop *loop);
+/* Put o (may be NULL: nothing) in set; it leaves in outlier_free. */
+void outlier_set_add(struct outlier_set *set, struct outlier *o);
+
+/* metrics_render_fn: every detector of the struct outlier_set *arg. */
 void outlier_metrics_render(struct sbuf *out, void *arg);
 
 #endif

@@ -13,13 +13,14 @@
  * break.
  */
 #include "retry.h"
+#include "ev.h"
 #include "metrics.h"
 #include "util.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-static struct retry_budget *registry;
 
 void retry_conf_default(struct retry_conf *c)
 {
@@ -47,33 +48,36 @@ static int parse_ratio(struct conf_doc *doc, const struct conf_node *n, double *
     return conf_double(doc, n, 0.0, 1.0, out);
 }
 
+static int row_budget(struct conf_doc *doc, const struct conf_node *n, void *base)
+{
+    struct retry_conf *c = base;
+    return parse_ratio(doc, n, &c->budget);
+}
+
+/* One row per key, in the order the "unknown key" message lists them.
+ * Defaults are RETRY_CONF_DEFAULT's (test_retry checks they agree).  The
+ * window's bounds are checked below with their own message. */
+const struct conf_field retry_conf_fields[] = {
+    CONF_FIELD_CUSTOM("budget", row_budget),
+    CONF_FIELD_DOUBLE("min_per_second", struct retry_conf, min_per_second, 0.0, 1000000.0, 1.0),
+    CONF_FIELD_UINT("max_per_request", struct retry_conf, max_per_request, 0, 10, 2),
+    CONF_FIELD_DURATION("window", struct retry_conf, window_us, 0, UINT64_MAX, 10000000u),
+    CONF_FIELD_END,
+};
+
 int retry_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct retry_conf *out)
 {
-    static const char *const keys[] = {"budget", "min_per_second", "max_per_request", "window", NULL};
     if (!node)
         return RP_OK;
-    if (conf_expect_map(doc, node) != RP_OK)
-        return RP_ERR;
-    int rc = RP_OK;
-    if (conf_check_keys(doc, node, keys) > 0)
-        rc = RP_ERR;
-    if (parse_ratio(doc, conf_get(node, "budget"), &out->budget) != RP_OK)
-        rc = RP_ERR;
-    if (conf_double(doc, conf_get(node, "min_per_second"), 0.0, 1000000.0, &out->min_per_second) != RP_OK)
-        rc = RP_ERR;
-    uint64_t v = out->max_per_request;
-    if (conf_uint(doc, conf_get(node, "max_per_request"), 0, 10, &v) != RP_OK)
-        rc = RP_ERR;
-    out->max_per_request = (unsigned)v;
+    uint64_t old_window = out->window_us;
+    int rc = conf_fields_parse(doc, node, retry_conf_fields, out);
+    if (rc != RP_OK && node->kind != CONF_MAP)
+        return rc;
     const struct conf_node *w = conf_get(node, "window");
-    uint64_t win = out->window_us;
-    if (conf_duration_us(doc, w, &win) != RP_OK) {
-        rc = RP_ERR;
-    } else if (win < 1000000u || win > 3600000000u) {
+    if (w && (out->window_us < 1000000u || out->window_us > 3600000000u)) {
         conf_error(doc, w, "retry window must be between 1s and 1h");
+        out->window_us = old_window;
         rc = RP_ERR;
-    } else {
-        out->window_us = win;
     }
     return rc;
 }
@@ -145,8 +149,6 @@ struct retry_budget *retry_budget_new(const char *upstream, const struct retry_c
     if (b->conf.window_us < RETRY_BUCKETS)
         b->conf.window_us = RETRY_BUCKETS;
     b->bucket_us = b->conf.window_us / RETRY_BUCKETS;
-    b->next_reg = registry;
-    registry = b;
     return b;
 }
 
@@ -154,13 +156,32 @@ void retry_budget_free(struct retry_budget *b)
 {
     if (!b)
         return;
-    for (struct retry_budget **p = &registry; *p; p = &(*p)->next_reg) {
-        if (*p == b) {
-            *p = b->next_reg;
-            break;
-        }
+    if (b->set) {
+        struct retry_budget **p = &b->set->head;
+        while (*p && *p != b)
+            p = &(*p)->next_in_set;
+        /* b->set is only ever set by retry_set_add, which linked b. */
+        RP_ASSERT(*p == b);
+        if (*p)
+            *p = b->next_in_set;
     }
     free(b);
+}
+
+void retry_set_init(struct retry_set *set, struct ev_loop *loop)
+{
+    set->head = NULL;
+    set->loop = loop;
+}
+
+void retry_set_add(struct retry_set *set, struct retry_budget *b)
+{
+    if (!b)
+        return;
+    RP_ASSERT(!b->set);
+    b->set = set;
+    b->next_in_set = set->head;
+    set->head = b;
 }
 
 /* The slot for now, cleared if it held an older bucket.  Epochs are stored
@@ -238,11 +259,11 @@ enum retry_verdict retry_decide(struct retry_budget *b, const struct retry_reque
     return RETRY_YES;
 }
 
-static void render_family(struct sbuf *out, const char *name, const char *type, const char *help, int which,
-                          uint64_t now_us)
+static void render_family(struct sbuf *out, const struct retry_budget *head, const char *name, const char *type,
+                          const char *help, int which, uint64_t now_us)
 {
     metrics_family(out, name, type, help);
-    for (const struct retry_budget *b = registry; b; b = b->next_reg) {
+    for (const struct retry_budget *b = head; b; b = b->next_in_set) {
         sbuf_printf(out, "%s{upstream=\"", name);
         metrics_label_escape(out, b->upstream);
         sbuf_adds(out, "\"} ");
@@ -258,17 +279,19 @@ static void render_family(struct sbuf *out, const char *name, const char *type, 
 
 void retry_metrics_render(struct sbuf *out, void *arg)
 {
-    RP_UNUSED(arg);
-    if (!registry)
+    const struct retry_set *set = arg;
+    const struct retry_budget *head = set ? set->head : NULL;
+    if (!head)
         return;
-    uint64_t now = rp_now_us();
-    render_family(out, "rampart_retry_requests_total", "counter", "Original requests counted by the retry budget.", 0,
-                  now);
-    render_family(out, "rampart_retry_retries_total", "counter", "Retries made.", 1, now);
-    render_family(out, "rampart_retry_budget_denied_total", "counter",
+    /* The loop's time: the window was filled with it. */
+    uint64_t now = set->loop ? ev_now(set->loop) : rp_now_us();
+    render_family(out, head, "rampart_retry_requests_total", "counter",
+                  "Original requests counted by the retry budget.", 0, now);
+    render_family(out, head, "rampart_retry_retries_total", "counter", "Retries made.", 1, now);
+    render_family(out, head, "rampart_retry_budget_denied_total", "counter",
                   "Retryable failures not retried because the retry budget was spent.", 2, now);
-    render_family(out, "rampart_retry_not_retryable_total", "counter",
+    render_family(out, head, "rampart_retry_not_retryable_total", "counter",
                   "Failures not retried by rule (response started, body, kind, per-request cap).", 3, now);
-    render_family(out, "rampart_retry_budget_used_ratio", "gauge",
+    render_family(out, head, "rampart_retry_budget_used_ratio", "gauge",
                   "Retries in the window divided by the retries allowed in the window.", 4, now);
 }

@@ -58,6 +58,9 @@ void retry_conf_default(struct retry_conf *c);
  * max_per_request (0..10), window (duration).  Errors are recorded in doc;
  * returns RP_OK or RP_ERR. */
 int retry_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct retry_conf *out);
+/* The rows of the section's plain keys (conf.h), for documentation and
+ * tests; retry_conf_parse adds the checks that span keys. */
+extern const struct conf_field retry_conf_fields[];
 
 /* What went wrong with the attempt. */
 enum retry_failure {
@@ -107,14 +110,29 @@ struct retry_budget {
     uint64_t requests_total;
     uint64_t retries_total;
     uint64_t denied_budget_total;
-    uint64_t denied_rule_total;    /* any other RETRY_NO_* verdict */
-    struct retry_budget *next_reg; /* metrics registry link */
+    uint64_t denied_rule_total;       /* any other RETRY_NO_* verdict */
+    struct retry_set *set;            /* owner's set (retry_set_add), NULL when in none */
+    struct retry_budget *next_in_set;
 };
 
-/* Create and register a budget for upstream (metrics list it until
- * retry_budget_free).  conf is copied. */
+/* Create a budget for upstream.  conf is copied. */
 struct retry_budget *retry_budget_new(const char *upstream, const struct retry_conf *conf);
+/* Leave its set, free. */
 void retry_budget_free(struct retry_budget *b);
+
+/* The budgets of one owner (the upstream set), for the metrics renderer:
+ * an owner's list rather than a process-wide one, so two owners never
+ * render each other's budgets.  loop is the renderer's clock for the
+ * window gauges (NULL: the monotonic clock, for tests).  Newest first. */
+struct ev_loop;
+struct retry_set {
+    struct retry_budget *head;
+    struct ev_loop *loop;
+};
+
+void retry_set_init(struct retry_set *set, struct ev_loop *loop);
+/* Put b (may be NULL: nothing) in set; it leaves in retry_budget_free. */
+void retry_set_add(struct retry_set *set, struct retry_budget *b);
 
 /* Count one original request (first attempt; never a retry). */
 void retry_note_request(struct retry_budget *b, uint64_t now_us);
@@ -130,8 +148,7 @@ void retry_window(const struct retry_budget *b, uint64_t now_us, uint64_t *reque
 /* Fraction of the allowance spent in the window (0..1+). */
 double retry_budget_used(const struct retry_budget *b, uint64_t now_us);
 
-/* metrics_render_fn: every registered budget (arg unused, pass NULL).
- * Reads the monotonic clock for the window gauges. */
+/* metrics_render_fn: every budget of the struct retry_set *arg. */
 void retry_metrics_render(struct sbuf *out, void *arg);
 
 #endif

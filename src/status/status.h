@@ -38,11 +38,10 @@
 #include "conf.h"
 #include "ev.h"
 
-struct config;
-struct admin;
 struct status;
 
 #define STATUS_MAX_COMPONENTS 64
+#define STATUS_MAX_UPSTREAMS 32 /* as many as the configuration allows */
 #define STATUS_MAX_MATCH 16 /* routes and upstreams per component */
 #define STATUS_MAX_RULES 4  /* burn-rate rules */
 
@@ -96,25 +95,42 @@ struct status_conf {
 
     struct status_component_conf components[STATUS_MAX_COMPONENTS];
     size_t num_components; /* 0: one component per upstream */
+
+    /* The configured upstreams by index (a NULL entry has no name), as
+     * given to status_conf_parse: components name them, and without
+     * components: each one is a component. */
+    char *upstreams[STATUS_MAX_UPSTREAMS];
+    size_t num_upstreams;
+    bool upstreams_known; /* names were given (tests may parse without) */
 };
 
 /* Defaults for every field (enabled stays false). */
 void status_conf_init(struct status_conf *sc);
 /* Parse the `status:` section and the top-level `components:` list (either
- * may be NULL).  cfg, when not NULL, is used to check upstream names (its
- * upstreams must already be parsed).  Errors are recorded in doc with their
- * positions; returns RP_OK or RP_ERR.  Call status_conf_init first. */
+ * may be NULL).  upstreams[num_upstreams] are the names of the configured
+ * upstreams by index (an entry may be NULL); they are copied into sc and
+ * components' upstreams: are checked against them.  upstreams NULL: no
+ * check, and no implicit components (tests).  Errors are recorded in doc
+ * with their positions; returns RP_OK or RP_ERR.  Call status_conf_init
+ * first. */
 int status_conf_parse(struct conf_doc *doc, const struct conf_node *status_node,
-                      const struct conf_node *components_node, const struct config *cfg, struct status_conf *sc);
+                      const struct conf_node *components_node, const char *const *upstreams, size_t num_upstreams,
+                      struct status_conf *sc);
 void status_conf_free(struct status_conf *sc);
 
 /* Start the status subsystem: open the store, load history, start the
- * public listener (sc->listen) and the timers, and register the admin
- * routes /api/v1/incidents and /api/v1/maintenances on admin (may be NULL).
- * loop may be NULL for tests: then nothing listens and no timer runs; the
- * test drives status_tick() itself.  NULL on error (logged). */
-struct status *status_create(struct ev_loop *loop, const struct status_conf *sc, const struct config *cfg,
-                             struct admin *admin);
+ * timers.  sc must outlive st.  The public listener is opened by
+ * status_listen(), the admin routes for incidents and maintenances are the
+ * admin's (admin_status.h), and the metrics are registered by whoever
+ * wires the process (main.c).  loop may be NULL for tests: then no timer
+ * runs; the test drives status_tick() itself.  NULL on error (logged). */
+struct status *status_create(struct ev_loop *loop, const struct status_conf *sc);
+/* Open the public listener (status: listen) of st, made with a loop.
+ * RP_ERR when it cannot listen (logged with the address and cause). */
+int status_listen(struct status *st);
+/* The status families of /metrics, for metrics_register(fn, st). */
+struct sbuf;
+void status_metrics_render(struct sbuf *out, void *arg);
 /* Flush the current minute, close the listener and the store. */
 void status_free(struct status *st);
 /* Stop accepting on the public listener (graceful shutdown). */
@@ -140,17 +156,41 @@ void status_observe(struct status *st, int component, int http_status, uint64_t 
 int status_report_incident(struct status *st, int upstream_idx, const char *name, const char *body,
                            uint64_t now_us);
 
-/* Keep the release verdicts of canary c (the canary of upstream u) in the
+/* Keep the release verdicts of canary c (the canary of the upstream named
+ * c->upstream, its release already named with canary_set_release) in the
  * status store, so a restart does not forget them: the verdict stored for
- * the release u describes (its canary servers, or its canary release:
- * label) is restored into c at once, and every later change of c is stored
- * before the change returns.  A new release finds nothing and starts
- * fresh.  st NULL detaches c (call it so before status_free while c lives
- * on).  Safe with c NULL.  RP_OK, or RP_ERR when the store could not be
- * read (logged, counted; c then runs from its start). */
+ * the release the canary describes (its release: label, else its canary
+ * servers) is
+ * restored into c at once, and every later change of c is stored before
+ * the change returns.  A new release finds nothing and starts fresh.  A
+ * rollback of c also opens an incident on the upstream's component, so
+ * users who saw errors read why: status takes c's event callback
+ * (canary_set_event_cb) for that.  st NULL detaches c (call it so before
+ * status_free while c lives on).  Safe with c NULL.  RP_OK, or RP_ERR when
+ * the store could not be read (logged, counted; c then runs from its
+ * start). */
 struct canary;
-struct config_upstream;
-int status_track_canary(struct status *st, struct canary *c, const struct config_upstream *u, uint64_t now_us);
+int status_track_canary(struct status *st, struct canary *c, uint64_t now_us);
+
+/* ---- operator incidents and maintenances (status_ops.c) ----
+ *
+ * What the admin API does (src/admin/admin_status.c routes to these).
+ * maint picks the collection: scheduled maintenances or incidents.  Each
+ * answers in resp (status, JSON body; resp's sbufs initialised): the
+ * incident or the list in Statuspage's shape, or an OpenAI-style error.
+ * id_text is an incident id as the API shows it, uid_text an update id;
+ * body[len] the request's JSON body.  Writes reach the store before the
+ * answer and show on the page at once. */
+struct httpd_response;
+void status_ops_list(struct status *st, bool maint, struct httpd_response *resp);
+void status_ops_get(struct status *st, bool maint, const char *id_text, size_t id_len, struct httpd_response *resp);
+void status_ops_create(struct status *st, bool maint, const char *body, size_t len, struct httpd_response *resp);
+void status_ops_edit(struct status *st, bool maint, const char *id_text, size_t id_len, const char *body,
+                     size_t len, struct httpd_response *resp);
+void status_ops_add_update(struct status *st, bool maint, const char *id_text, size_t id_len, const char *body,
+                           size_t len, struct httpd_response *resp);
+void status_ops_edit_update(struct status *st, bool maint, const char *id_text, size_t id_len, const char *uid_text,
+                            size_t uid_len, const char *body, size_t len, struct httpd_response *resp);
 
 /* ---- for tests and tools ---- */
 
@@ -163,11 +203,6 @@ void status_tick(struct status *st, uint64_t now_us);
  * after status_create: history is reloaded as of now_us, and requests not
  * driven by a tick (admin API) use the time of the last tick. */
 void status_set_clock(struct status *st, int64_t wall_minus_mono_us, uint64_t now_us);
-/* Run one admin API request (method, path, JSON body or NULL) as if it came
- * through the admin listener.  resp's sbufs must be initialised. */
-struct httpd_response;
-void status_admin_request(struct status *st, const char *method, const char *path, const char *body,
-                          struct httpd_response *resp);
 /* Current snapshot of a public document by path ("/", "/api/v2/...").
  * NULL when the path is not served.  *len and *etag set on success. */
 const char *status_snapshot(struct status *st, const char *path, size_t *len, const char **etag);

@@ -10,6 +10,7 @@
  * always yields the same error.
  */
 #include "status_api.h"
+#include "reply.h"
 #include "statuspage.h"
 #include "util.h"
 
@@ -41,19 +42,10 @@ void status_api_fail(struct status_api_error *err, int http, const char *param, 
 
 void status_api_error_json(struct sbuf *out, const struct status_api_error *err)
 {
-    sbuf_adds(out, "{\"error\":{\"message\":\"");
-    sbuf_json_str(out, err->message, strlen(err->message));
-    sbuf_adds(out, "\",\"type\":\"invalid_request_error\",\"param\":");
-    if (err->param[0]) {
-        sbuf_add(out, "\"", 1);
-        sbuf_json_str(out, err->param, strlen(err->param));
-        sbuf_add(out, "\"", 1);
-    } else {
-        sbuf_adds(out, "null");
-    }
-    sbuf_adds(out, ",\"code\":\"");
-    sbuf_json_str(out, err->code, strlen(err->code));
-    sbuf_adds(out, "\"}}\n");
+    /* The type stays invalid_request_error whatever the HTTP status, as
+     * the admin API has always answered; an empty param is JSON null. */
+    reply_error_body(out, err->http, "invalid_request_error", err->param[0] ? err->param : NULL, err->code,
+                     err->message);
 }
 
 void status_api_req_free(struct status_api_req *r)

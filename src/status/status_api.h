@@ -90,7 +90,7 @@ void status_api_req_free(struct status_api_req *r);
 /* Record an error (printf-style message). */
 void status_api_fail(struct status_api_error *err, int http, const char *param, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-/* {"error":{"message":..,"type":"invalid_request_error","param":..,"code":..}} */
+/* The error as OpenAI shapes it (reply_error_body), type invalid_request_error. */
 void status_api_error_json(struct sbuf *out, const struct status_api_error *err);
 
 #endif

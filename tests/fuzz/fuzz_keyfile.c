@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "admin.h"
+#include "admin_token.h"
 #include "config.h"
 #include "util.h"
 

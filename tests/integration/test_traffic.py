@@ -89,6 +89,35 @@ def test_slow_upload_within_body_timeout_is_served(gateway):
     up.close()
 
 
+def test_head_trickled_byte_by_byte_arrives_whole(gateway):
+    """A head sent one byte per write, as a slow or hostile client does:
+    the parser resumes where it stopped (its state is kept between reads),
+    and what reaches the upstream is every header, in order, unchanged."""
+    up = Upstream(ok_handler)
+    gw = gateway([up.port])
+    names = [f"X-Trickle-{i}" for i in range(40)]
+    head = (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" +
+            b"".join(b"%s: value-%d\r\n" % (n.encode(), i) for i, n in enumerate(names)) + b"\r\n")
+    s = connect(gw.port)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(len(head)):
+        s.sendall(head[i:i + 1])
+        if i % 64 == 0:
+            time.sleep(0.002)  # let rampart read a partial head many times
+    status, _, body, _ = read_response(s, timeout=20)
+    assert status == 200, body
+    assert body == b"hello /v1/models"
+    got = up.requests[-1]["headers"]
+    for i, n in enumerate(names):
+        assert got.get(n.lower()) == [f"value-{i}"], (n, got.get(n.lower()))
+    # and the connection is still good for a whole request
+    s.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _, body, _ = read_response(s, timeout=10)
+    assert status == 200 and body == b"hello /again"
+    s.close()
+    up.close()
+
+
 # --------------------------------------------------------------------------
 # 2./3. stalled uploads: answered, closed, and never holding an upstream slot
 

@@ -21,7 +21,9 @@
 #include <cmocka.h>
 
 #include "admit.h"
+#include "admit_driver.h"
 #include "conf.h"
+#include "ev.h"
 #include "util.h"
 
 #define MS 1000ull
@@ -197,15 +199,41 @@ static void flat_dispatch(struct admit_limiter *l, struct flat_req *r, uint64_t 
     r->end_at = now + r->hold_us;
 }
 
-static void flat_pump(struct admit_limiter *l, struct admit_queue *q, struct flat_stats *fs, uint64_t now)
+/* The gateway side runs the real queue driver (admit_driver.c) without an
+ * event loop: the test calls its pump and expiry on simulated time. */
+struct flat_gw {
+    struct admit_limiter *l;
+    struct flat_stats *fs;
+};
+
+static struct flat_req *flat_of(struct admit_waiter *w)
 {
-    struct admit_waiter *w;
-    while (admit_free_slots(l) > 0 && (w = admit_dequeue(q, now))) {
-        struct flat_req *r = (struct flat_req *)((char *)w - offsetof(struct flat_req, w));
-        flat_dispatch(l, r, now);
-        fs->served++;
-    }
+    return (struct flat_req *)((char *)w - offsetof(struct flat_req, w));
 }
+
+static bool flat_room(void *arg)
+{
+    struct flat_gw *g = arg;
+    return admit_free_slots(g->l) > 0;
+}
+
+static int flat_admit(void *arg, struct admit_waiter *w, uint64_t now)
+{
+    struct flat_gw *g = arg;
+    flat_dispatch(g->l, flat_of(w), now);
+    g->fs->served++;
+    return RP_OK;
+}
+
+static void flat_refuse(void *arg, struct admit_waiter *w, enum admit_reason why)
+{
+    struct flat_gw *g = arg;
+    (void)why;
+    flat_of(w)->st = 5;
+    g->fs->refused++;
+}
+
+static const struct admit_driver_ops flat_ops = {flat_room, flat_admit, flat_refuse};
 
 /* Run requests r[0..n) (arrive_us ascending) from `from` to `to` in 1 ms
  * steps.  Returns what happened to them in that time. */
@@ -213,6 +241,9 @@ static struct flat_stats flat_run(struct admit_limiter *l, struct admit_queue *q
                                   uint64_t from, uint64_t to)
 {
     struct flat_stats fs = {0};
+    struct flat_gw gw = {l, &fs};
+    struct admit_driver d;
+    admit_driver_init(&d, NULL, q, &flat_ops, &gw);
     size_t next = 0;
     while (next < n && r[next].arrive_us < from)
         next++;
@@ -226,7 +257,7 @@ static struct flat_stats flat_run(struct admit_limiter *l, struct admit_queue *q
             if ((x->st == 2 || x->st == 3) && now >= x->end_at) {
                 admit_release(l, &x->tk, now, x->how);
                 x->st = 4;
-                flat_pump(l, q, &fs, now);
+                admit_driver_pump(&d, now);
             }
         }
         while (next < n && r[next].arrive_us <= now) {
@@ -247,17 +278,12 @@ static struct flat_stats flat_run(struct admit_limiter *l, struct admit_queue *q
                 ((struct flat_req *)((char *)ev - offsetof(struct flat_req, w)))->st = 5;
                 fs.refused++;
             }
-            flat_pump(l, q, &fs, now);
+            admit_driver_pump(&d, now);
         }
         if (now % (100 * MS) == 0) {
-            struct admit_waiter *w;
-            enum admit_reason why;
             admit_limiter_tick(l, now);
-            while ((w = admit_expire(q, now, &why))) {
-                ((struct flat_req *)((char *)w - offsetof(struct flat_req, w)))->st = 5;
-                fs.refused++;
-            }
-            flat_pump(l, q, &fs, now);
+            admit_driver_expire(&d, now);
+            admit_driver_pump(&d, now);
         }
         if (l->inflight > fs.max_inflight)
             fs.max_inflight = l->inflight;
@@ -475,6 +501,7 @@ struct sim {
     /* gateway */
     struct admit_limiter lim;
     struct admit_queue q;
+    struct admit_driver drv;
     /* events */
     struct ev *heap;
     size_t nheap, heap_cap;
@@ -584,17 +611,6 @@ static void gw_dispatch(struct sim *s, int i, uint64_t now)
     srv_submit(s, i, now);
 }
 
-static void gw_pump(struct sim *s, uint64_t now)
-{
-    struct admit_waiter *w;
-    while (admit_free_slots(&s->lim) > 0 && (w = admit_dequeue(&s->q, now))) {
-        struct sim_req *r = (struct sim_req *)((char *)w - offsetof(struct sim_req, w));
-        int i = (int)(r - s->reqs);
-        assert_int_equal(admit_acquire(&s->lim, now, &r->tk), RP_OK);
-        gw_dispatch(s, i, now);
-    }
-}
-
 static void gw_refuse(struct sim *s, struct admit_waiter *w, enum admit_reason why)
 {
     struct sim_req *r = (struct sim_req *)((char *)w - offsetof(struct sim_req, w));
@@ -603,6 +619,34 @@ static void gw_refuse(struct sim *s, struct admit_waiter *w, enum admit_reason w
     r->state = 5;
     s->refused++;
     s->finished++;
+}
+
+/* The real queue driver, without an event loop. */
+static bool gw_room(void *arg)
+{
+    struct sim *s = arg;
+    return admit_free_slots(&s->lim) > 0;
+}
+
+static int gw_admit(void *arg, struct admit_waiter *w, uint64_t now)
+{
+    struct sim *s = arg;
+    struct sim_req *r = (struct sim_req *)((char *)w - offsetof(struct sim_req, w));
+    assert_int_equal(admit_acquire(&s->lim, now, &r->tk), RP_OK);
+    gw_dispatch(s, (int)(r - s->reqs), now);
+    return RP_OK;
+}
+
+static void gw_refuse_cb(void *arg, struct admit_waiter *w, enum admit_reason why)
+{
+    gw_refuse(arg, w, why);
+}
+
+static const struct admit_driver_ops gw_ops = {gw_room, gw_admit, gw_refuse_cb};
+
+static void gw_pump(struct sim *s, uint64_t now)
+{
+    admit_driver_pump(&s->drv, now);
 }
 
 static int new_req(struct sim *s, uint64_t now)
@@ -722,6 +766,7 @@ static struct sim_result sim_run2(uint32_t slots, double load, uint64_t dur, uin
     s->up = rp_xcalloc(s->reqs_cap, sizeof *s->ttft);
     admit_limiter_init(&s->lim, &conf->limiter, NULL, 0);
     admit_queue_init(&s->q, &conf->queue, NULL);
+    admit_driver_init(&s->drv, NULL, &s->q, &gw_ops, s);
 
     if (clients)
         sim_clients(s, 0);
@@ -784,11 +829,8 @@ static struct sim_result sim_run2(uint32_t slots, double load, uint64_t dur, uin
             break;
         }
         case EV_TICK: {
-            struct admit_waiter *w;
-            enum admit_reason why;
             admit_limiter_tick(&s->lim, now);
-            while ((w = admit_expire(&s->q, now, &why)))
-                gw_refuse(s, w, why);
+            admit_driver_expire(&s->drv, now);
             gw_pump(s, now);
             sim_clients(s, now);
             uint32_t lim = admit_limit(&s->lim);
@@ -1273,6 +1315,131 @@ static void test_retry_after(void **state)
     admit_queue_free(&q);
 }
 
+/* ---- slots and the queue driver -------------------------------------------------- */
+
+static void test_slot_counts(void **state)
+{
+    (void)state;
+    struct admit_conf c = default_conf();
+    c.limiter.mode = ADMIT_MODE_STATIC;
+    c.limiter.max_concurrency = 2;
+    struct admit_limiter l;
+    admit_limiter_init(&l, &c.limiter, NULL, 0);
+    unsigned srv = 0;
+    uint64_t total = 0;
+    struct admit_slot a = {0}, b = {0}, x = {0};
+    assert_false(admit_slot_held(&a));
+    assert_int_equal(admit_slot_take(&a, &l, &srv, &total, 0), RP_OK);
+    assert_int_equal(admit_slot_take(&b, &l, &srv, &total, 0), RP_OK);
+    assert_true(admit_slot_held(&a));
+    assert_int_equal(srv, 2);
+    assert_int_equal(total, 2);
+    /* At the limit: nothing is counted. */
+    assert_int_equal(admit_slot_take(&x, &l, &srv, &total, 0), RP_AGAIN);
+    assert_false(admit_slot_held(&x));
+    assert_int_equal(srv, 2);
+    assert_int_equal(l.inflight, 2);
+    admit_slot_give(&a, 10 * MS, ADMIT_DONE);
+    assert_false(admit_slot_held(&a));
+    assert_int_equal(srv, 1);
+    assert_int_equal(total, 1);
+    /* Giving twice is harmless: every ending may call it. */
+    admit_slot_give(&a, 10 * MS, ADMIT_DONE);
+    assert_int_equal(srv, 1);
+    assert_int_equal(l.inflight, 1);
+    admit_slot_first_byte(&b, 5 * MS);
+    assert_int_equal(l.pending, 0);
+    admit_slot_give(&b, 20 * MS, ADMIT_DONE);
+    assert_int_equal(srv, 0);
+    assert_int_equal(total, 0);
+    assert_int_equal(l.inflight, 0);
+    /* Counts are optional. */
+    assert_int_equal(admit_slot_take(&x, &l, NULL, NULL, 0), RP_OK);
+    admit_slot_give(&x, 1, ADMIT_CANCELLED);
+    assert_int_equal(l.inflight, 0);
+}
+
+struct loop_gw {
+    struct ev_loop *loop;
+    struct admit_limiter lim;
+    struct admit_queue q;
+    struct admit_driver d;
+    struct admit_waiter w[3];
+    struct admit_slot slot[3];
+    int admitted, refused[ADMIT_NUM_REASONS];
+};
+
+static bool loop_room(void *arg)
+{
+    struct loop_gw *g = arg;
+    return admit_free_slots(&g->lim) > 0;
+}
+
+static int loop_admit(void *arg, struct admit_waiter *w, uint64_t now)
+{
+    struct loop_gw *g = arg;
+    g->admitted++;
+    return admit_slot_take(&g->slot[w - g->w], &g->lim, NULL, NULL, now);
+}
+
+static void loop_refuse(void *arg, struct admit_waiter *w, enum admit_reason why)
+{
+    struct loop_gw *g = arg;
+    (void)w;
+    g->refused[why]++;
+}
+
+static void loop_stop(struct ev_loop *loop, struct ev_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    ev_stop(loop);
+}
+
+/* On a real loop: the pump runs from its zero-delay timer (not from the
+ * call that scheduled it), and the expiry timer refuses the waiters that
+ * no slot reached by their deadline. */
+static void test_driver_on_loop(void **state)
+{
+    (void)state;
+    static const struct admit_driver_ops ops = {loop_room, loop_admit, loop_refuse};
+    struct loop_gw *g = rp_xcalloc(1, sizeof *g);
+    g->loop = ev_create(64);
+    assert_non_null(g->loop);
+    struct admit_conf c = default_conf();
+    c.limiter.mode = ADMIT_MODE_STATIC;
+    c.limiter.max_concurrency = 1;
+    for (int i = 0; i < ADMIT_NUM_CLASSES; i++)
+        c.queue.max_wait_us[i] = 40 * MS;
+    admit_limiter_init(&g->lim, &c.limiter, NULL, 0);
+    admit_queue_init(&g->q, &c.queue, NULL);
+    admit_driver_init(&g->d, g->loop, &g->q, &ops, g);
+    uint64_t now = ev_update_now(g->loop);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(admit_enqueue(&g->q, &g->w[i], (uint64_t)i, ADMIT_INTERACTIVE, 1, 1, now, NULL), RP_OK);
+    admit_driver_arm(&g->d);
+    admit_driver_schedule(&g->d);
+    admit_driver_schedule(&g->d);
+    assert_int_equal(g->admitted, 0);
+    assert_int_equal(g->d.pumps, 0);
+    struct ev_timer stop;
+    ev_timer_init(&stop, loop_stop, NULL);
+    ev_timer_arm(g->loop, &stop, 150 * MS);
+    assert_int_equal(ev_run(g->loop), RP_OK);
+    assert_int_equal(g->d.pumps, 1);
+    assert_int_equal(g->admitted, 1);
+    assert_int_equal(g->refused[ADMIT_R_DEADLINE], 2);
+    assert_int_equal(admit_queue_len(&g->q), 0);
+    assert_false(ev_timer_armed(&g->d.expire_timer));
+    /* Nothing waits: scheduling arms nothing. */
+    admit_driver_schedule(&g->d);
+    assert_false(ev_timer_armed(&g->d.pump_timer));
+    admit_driver_stop(&g->d);
+    admit_queue_free(&g->q);
+    ev_destroy(g->loop);
+    free(g);
+}
+
 /* ---- configuration ---------------------------------------------------------------- */
 
 static int parse_yaml(const char *yaml, struct admit_conf *c, char *err, size_t errcap)
@@ -1347,11 +1514,18 @@ static void test_metrics_render(void **state)
     struct admit_queue q;
     admit_limiter_init(&l, &c.limiter, "llm/127.0.0.1:9000", 0);
     admit_queue_init(&q, &c.queue, "llm");
+    struct admit_metrics m;
+    admit_metrics_init(&m);
+    admit_metrics_add_limiter(&m, &l);
+    admit_metrics_add_queue(&m, &q);
     struct admit_waiter w;
     admit_enqueue(&q, &w, 1, ADMIT_BATCH, 1, 1, 0, NULL);
     struct sbuf out;
     sbuf_init(&out, 0);
+    /* No owner, nothing listed. */
     admit_metrics_render(&out, NULL);
+    assert_int_equal(out.len, 0);
+    admit_metrics_render(&out, &m);
     assert_non_null(strstr(out.data, "rampart_admit_limit{server=\"llm/127.0.0.1:9000\"} 8\n"));
     assert_non_null(strstr(out.data, "rampart_queue_length{upstream=\"llm\",class=\"batch\"} 1\n"));
     assert_non_null(strstr(out.data, "rampart_queue_refused_total{upstream=\"llm\",reason=\"deadline\""));
@@ -1359,8 +1533,10 @@ static void test_metrics_render(void **state)
     sbuf_free(&out);
     admit_limiter_unregister(&l);
     admit_queue_free(&q);
+    assert_null(m.limiters);
+    assert_null(m.queues);
     sbuf_init(&out, 0);
-    admit_metrics_render(&out, NULL);
+    admit_metrics_render(&out, &m);
     assert_true(out.len == 0 || strstr(out.data, "llm") == NULL);
     sbuf_free(&out);
 }
@@ -1395,6 +1571,8 @@ int main(void)
         cmocka_unit_test(test_codel_lifo),
         cmocka_unit_test(test_cancel_o1),
         cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_slot_counts),
+        cmocka_unit_test(test_driver_on_loop),
         cmocka_unit_test(test_conf),
         cmocka_unit_test(test_metrics_render),
         cmocka_unit_test(test_sim_converges),

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin_canary.h"
 #include "canary.h"
 #include "httpd.h"
 #include "util.h"
@@ -659,7 +660,8 @@ static void test_tpot_gate(void **state)
 
 /* ---- admin API, metrics, config ---- */
 
-static void call(const char *method, const char *path, const char *body, struct httpd_response *resp)
+static void call(struct canary_set *set, const char *method, const char *path, const char *body,
+                 struct httpd_response *resp)
 {
     struct h1_message msg;
     memset(&msg, 0, sizeof msg);
@@ -675,7 +677,7 @@ static void call(const char *method, const char *path, const char *body, struct 
     sbuf_reset(&resp->headers);
     resp->status = 200;
     resp->content_type = NULL;
-    canary_admin_handler(NULL, &req, resp);
+    canary_admin_handler(set, &req, resp);
     sbuf_add(&resp->body, "", 1);
     resp->body.len--;
 }
@@ -685,84 +687,112 @@ static void test_admin(void **state)
     (void)state;
     struct canary_conf conf = CANARY_CONF_DEFAULT;
     int q = quiet_begin();
-    struct canary *c = canary_new("chat", &conf, rp_now_us());
+    struct canary_set set;
+    canary_set_init(&set, NULL);
     struct httpd_response resp;
     memset(&resp, 0, sizeof resp);
     sbuf_init(&resp.body, 0);
     sbuf_init(&resp.headers, 0);
 
-    call("GET", "/api/v1/canary", NULL, &resp);
+    /* No canary at all (NULL set, or an empty one). */
+    call(NULL, "GET", "/api/v1/canary", NULL, &resp);
+    assert_int_equal(resp.status, 200);
+    assert_non_null(strstr(resp.body.data, "{\"canaries\":[]}"));
+    call(&set, "POST", "/api/v1/canary", "{\"action\":\"pause\"}", &resp);
+    assert_int_equal(resp.status, 404);
+    assert_non_null(strstr(resp.body.data, "no canary configured"));
+
+    struct canary *c = canary_new("chat", &conf, rp_now_us());
+    canary_set_add(&set, c);
+    assert_ptr_equal(canary_set_find(&set, "chat", 4), c);
+    assert_null(canary_set_find(&set, "cha", 3));
+    sbuf_free(&resp.body);
+    sbuf_free(&resp.headers);
+    memset(&resp, 0, sizeof resp);
+    sbuf_init(&resp.body, 0);
+    sbuf_init(&resp.headers, 0);
+
+    call(&set, "GET", "/api/v1/canary", NULL, &resp);
     assert_int_equal(resp.status, 200);
     assert_non_null(strstr(resp.body.data, "{\"canaries\":[{\"upstream\":\"chat\",\"state\":\"running\",\"weight\":5"));
 
-    call("GET", "/api/v1/canary/chat", NULL, &resp);
+    call(&set, "GET", "/api/v1/canary/chat", NULL, &resp);
     assert_int_equal(resp.status, 200);
     assert_non_null(strstr(resp.body.data, "\"steps\":[5,25,50,100]"));
     assert_non_null(strstr(resp.body.data, "\"analysis\":null"));
     assert_non_null(strstr(resp.body.data, "\"action\":\"start\""));
 
-    call("GET", "/api/v1/canary/nope", NULL, &resp);
+    call(&set, "GET", "/api/v1/canary/nope", NULL, &resp);
     assert_int_equal(resp.status, 404);
-    call("GET", "/api/v1/canaryx", NULL, &resp);
+    call(&set, "GET", "/api/v1/canaryx", NULL, &resp);
     assert_int_equal(resp.status, 404);
 
-    call("POST", "/api/v1/canary/chat", "{\"action\":\"pause\"}", &resp);
+    call(&set, "POST", "/api/v1/canary/chat", "{\"action\":\"pause\"}", &resp);
     assert_int_equal(resp.status, 200);
     assert_non_null(strstr(resp.body.data, "\"state\":\"paused\""));
-    call("POST", "/api/v1/canary/chat", "{\"action\":\"set_weight\",\"weight\":12.5}", &resp);
+    call(&set, "POST", "/api/v1/canary/chat", "{\"action\":\"set_weight\",\"weight\":12.5}", &resp);
     assert_int_equal(resp.status, 200);
     assert_int_equal(canary_weight_bp(c), 1250);
     assert_non_null(strstr(resp.body.data, "\"weight\":12.5"));
-    call("POST", "/api/v1/canary/chat", "{\"action\":\"set_weight\",\"weight\":150}", &resp);
+    call(&set, "POST", "/api/v1/canary/chat", "{\"action\":\"set_weight\",\"weight\":150}", &resp);
     assert_int_equal(resp.status, 400);
-    call("POST", "/api/v1/canary/chat", "{\"action\":\"set_weight\"}", &resp);
+    call(&set, "POST", "/api/v1/canary/chat", "{\"action\":\"set_weight\"}", &resp);
     assert_int_equal(resp.status, 400);
-    call("POST", "/api/v1/canary/chat", "{\"action\":\"explode\"}", &resp);
+    call(&set, "POST", "/api/v1/canary/chat", "{\"action\":\"explode\"}", &resp);
     assert_int_equal(resp.status, 400);
-    call("POST", "/api/v1/canary/chat", "not json", &resp);
+    call(&set, "POST", "/api/v1/canary/chat", "not json", &resp);
     assert_int_equal(resp.status, 400);
     assert_non_null(strstr(resp.body.data, "JSON object"));
-    call("POST", "/api/v1/canary/chat", "[1]", &resp);
+    call(&set, "POST", "/api/v1/canary/chat", "[1]", &resp);
     assert_int_equal(resp.status, 400);
     /* Answers stay valid UTF-8: bytes that are not are refused, not echoed. */
-    call("POST", "/api/v1/canary/chat", "{\"action\":\"pause\xff\"}", &resp);
+    call(&set, "POST", "/api/v1/canary/chat", "{\"action\":\"pause\xff\"}", &resp);
     assert_int_equal(resp.status, 400);
     assert_true(rp_utf8_valid(resp.body.data, resp.body.len, NULL));
     assert_non_null(strstr(resp.body.data, "byte 0xFF at offset 16"));
-    call("POST", "/api/v1/canary/chat", "{\"action\":\"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\"", &resp);
+    call(&set, "POST", "/api/v1/canary/chat", "{\"action\":\"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\"", &resp);
     assert_int_equal(resp.status, 400);
     assert_true(rp_utf8_valid(resp.body.data, resp.body.len, NULL));
     json_t *ej = json_loadb(resp.body.data, resp.body.len, 0, NULL);
     assert_non_null(ej);
     json_decref(ej);
-    call("POST", "/api/v1/canary/chat", NULL, &resp);
+    call(&set, "POST", "/api/v1/canary/chat", NULL, &resp);
     assert_int_equal(resp.status, 400);
-    call("DELETE", "/api/v1/canary/chat", NULL, &resp);
+    call(&set, "DELETE", "/api/v1/canary/chat", NULL, &resp);
     assert_int_equal(resp.status, 405);
     assert_non_null(strstr(resp.headers.data, "Allow: GET, HEAD, POST"));
 
     /* With a single canary the upstream may be left out. */
-    call("POST", "/api/v1/canary", "{\"action\":\"rollback\",\"reason\":\"on-call said so\"}", &resp);
+    call(&set, "POST", "/api/v1/canary", "{\"action\":\"rollback\",\"reason\":\"on-call said so\"}", &resp);
     assert_int_equal(resp.status, 200);
     assert_int_equal(c->state, CANARY_ROLLED_BACK);
     assert_non_null(strstr(resp.body.data, "on-call said so"));
-    call("POST", "/api/v1/canary/chat", "{\"action\":\"promote\"}", &resp);
+    call(&set, "POST", "/api/v1/canary/chat", "{\"action\":\"promote\"}", &resp);
     assert_int_equal(resp.status, 409);
     assert_non_null(strstr(resp.body.data, "invalid_state"));
-    call("POST", "/api/v1/canary/chat/", "{\"action\":\"resume\"}", &resp);
+    call(&set, "POST", "/api/v1/canary/chat/", "{\"action\":\"resume\"}", &resp);
     assert_int_equal(resp.status, 200);
     assert_non_null(strstr(resp.body.data, "\"state\":\"running\""));
 
     /* Two canaries: the name is required. */
     struct canary *c2 = canary_new("embed", &conf, rp_now_us());
-    call("POST", "/api/v1/canary", "{\"action\":\"pause\"}", &resp);
+    canary_set_add(&set, c2);
+    call(&set, "POST", "/api/v1/canary", "{\"action\":\"pause\"}", &resp);
     assert_int_equal(resp.status, 404);
+    /* A canary of another owner is not listed. */
+    struct canary *other = canary_new("elsewhere", &conf, rp_now_us());
+    call(&set, "GET", "/api/v1/canary", NULL, &resp);
+    assert_non_null(strstr(resp.body.data, "{\"canaries\":[{\"upstream\":\"embed\""));
+    assert_null(strstr(resp.body.data, "elsewhere"));
+    canary_free(other);
     canary_free(c2);
+    assert_ptr_equal(set.head, c);
     quiet_end(q);
 
     sbuf_free(&resp.body);
     sbuf_free(&resp.headers);
     canary_free(c);
+    assert_null(set.head);
 }
 
 static void test_metrics_and_state(void **state)
@@ -795,6 +825,11 @@ static void test_metrics_and_state(void **state)
     struct sbuf s;
     sbuf_init(&s, 0);
     canary_metrics_render(&s, NULL);
+    assert_int_equal(s.len, 0);
+    struct canary_set set;
+    canary_set_init(&set, NULL);
+    canary_set_add(&set, c);
+    canary_metrics_render(&s, &set);
     sbuf_add(&s, "", 1);
     assert_non_null(strstr(s.data, "rampart_canary_weight_ratio{upstream=\"m\"} 0.0500\n"));
     assert_non_null(strstr(s.data, "rampart_canary_state{upstream=\"m\",state=\"running\"} 1\n"));
@@ -1054,6 +1089,25 @@ static void test_restore(void **state)
     quiet_end(q);
 }
 
+/* The rows' defaults are CANARY_CONF_DEFAULT's: the table and the macro
+ * cannot drift apart. */
+static void test_conf_rows(void **state)
+{
+    (void)state;
+    struct canary_conf d = CANARY_CONF_DEFAULT, t;
+    memset(&t, 0, sizeof t);
+    conf_fields_defaults(canary_conf_fields, &t);
+    size_t rows = 0;
+    for (const struct conf_field *f = canary_conf_fields; f->key; f++) {
+        assert_non_null(conf_field_find(canary_conf_fields, f->key));
+        if (f->kind == CONF_F_CUSTOM || f->kind == CONF_F_IGNORE)
+            continue;
+        assert_memory_equal((const char *)&t + f->offset, (const char *)&d + f->offset, f->size);
+        rows++;
+    }
+    assert_true(rows > 0);
+}
+
 static void test_conf(void **state)
 {
     (void)state;
@@ -1146,7 +1200,7 @@ int main(void)
         cmocka_unit_test(test_verdict_cb),
         cmocka_unit_test(test_verdict_auto_rollback),
         cmocka_unit_test(test_restore),
-        cmocka_unit_test(test_conf),
+        cmocka_unit_test(test_conf_rows), cmocka_unit_test(test_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /*
  * test_conf.c — conf.c: YAML loading with positions, bounds, refused
- * features, typed accessors and the exact "FILE:LINE:COL: message" text.
+ * features, typed accessors, table-driven sections (conf_fields_*: every
+ * row kind, defaults, absent keys, bounds, unknown keys from the table)
+ * and the exact "FILE:LINE:COL: message" text.
  * Table-driven: each table row is one input and the exact expected result.
  */
 #include <setjmp.h>
@@ -812,6 +814,305 @@ static void test_load_file(void **state)
     conf_free(doc);
 }
 
+/* ---- table-driven sections (conf_fields_*) ------------------------------ */
+
+/* One member of every kind, with sentinels between the small integers so
+ * a store of the wrong width shows. */
+struct fsect {
+    bool on;
+    uint8_t u8;
+    uint8_t guard8;
+    uint16_t u16;
+    uint16_t guard16;
+    uint32_t u32;
+    uint64_t u64;
+    double ratio;
+    uint64_t wait_us;
+    uint32_t size32;
+    uint64_t size64;
+    int mode;
+    char name[8];
+    char code[16];
+    int hook_calls;
+    int hook_line;
+    int other;
+};
+
+static const char *const fmodes[] = {"p2c", "round_robin", "random", NULL};
+
+static int fhook(struct conf_doc *doc, const struct conf_node *node, void *base)
+{
+    struct fsect *s = base;
+    s->hook_calls++;
+    s->hook_line = node->line;
+    if (node->kind != CONF_SEQ) {
+        conf_error(doc, node, "hook wants a list");
+        return RP_ERR;
+    }
+    return RP_OK;
+}
+
+static const struct conf_field ffields[] = {
+    CONF_FIELD_BOOL("on", struct fsect, on, true),
+    CONF_FIELD_UINT("u8", struct fsect, u8, 1, 200, 7),
+    CONF_FIELD_UINT("u16", struct fsect, u16, 0, 60000, 1000),
+    CONF_FIELD_UINT("u32", struct fsect, u32, 10, 4000000000u, 20),
+    CONF_FIELD_UINT("u64", struct fsect, u64, 0, UINT64_MAX, 5),
+    CONF_FIELD_DOUBLE("ratio", struct fsect, ratio, 0.0, 1.0, 0.25),
+    CONF_FIELD_DURATION("wait", struct fsect, wait_us, 1000, 3600000000ull, 10000000),
+    CONF_FIELD_SIZE("size32", struct fsect, size32, 1024, 1u << 30, 16 * 1024),
+    CONF_FIELD_SIZE("size64", struct fsect, size64, 0, UINT64_MAX, 1u << 20),
+    CONF_FIELD_ENUM("mode", struct fsect, mode, fmodes, 1),
+    CONF_FIELD_STRBUF("name", struct fsect, name, 1, "dflt"),
+    CONF_FIELD_STRBUF("code", struct fsect, code, 3, "abc"),
+    CONF_FIELD_CUSTOM("hook", fhook),
+    CONF_FIELD_IGNORE("other"),
+    CONF_FIELD_END,
+};
+
+static void fsect_defaults(struct fsect *s)
+{
+    memset(s, 0xa5, sizeof *s); /* garbage everywhere first */
+    conf_fields_defaults(ffields, s);
+}
+
+static void test_fields_defaults(void **state)
+{
+    struct fsect s;
+    (void)state;
+    fsect_defaults(&s);
+    assert_true(s.on);
+    assert_int_equal(s.u8, 7);
+    assert_int_equal(s.guard8, 0xa5);
+    assert_int_equal(s.u16, 1000);
+    assert_int_equal(s.guard16, 0xa5a5);
+    assert_int_equal(s.u32, 20);
+    assert_true(s.u64 == 5);
+    assert_true(s.ratio == 0.25);
+    assert_true(s.wait_us == 10000000);
+    assert_int_equal(s.size32, 16 * 1024);
+    assert_true(s.size64 == 1u << 20);
+    assert_int_equal(s.mode, 1);
+    assert_string_equal(s.name, "dflt");
+    assert_string_equal(s.code, "abc");
+    /* Custom and ignored rows own no member: untouched. */
+    assert_int_equal(s.hook_calls, (int)0xa5a5a5a5);
+    assert_int_equal(s.other, (int)0xa5a5a5a5);
+
+    /* A STRBUF default longer than its member is cut to fit, terminated. */
+    struct small {
+        char tag[4];
+        char after;
+    } sm;
+    static const struct conf_field sf[] = {
+        CONF_FIELD_STRBUF("tag", struct small, tag, 0, "toolong"),
+        CONF_FIELD_END,
+    };
+    memset(&sm, 'x', sizeof sm);
+    conf_fields_defaults(sf, &sm);
+    assert_string_equal(sm.tag, "too");
+    assert_int_equal(sm.after, 'x');
+    /* No default: the empty string. */
+    static const struct conf_field sf0[] = {
+        CONF_FIELD_STRBUF("tag", struct small, tag, 0, NULL),
+        CONF_FIELD_END,
+    };
+    conf_fields_defaults(sf0, &sm);
+    assert_string_equal(sm.tag, "");
+}
+
+static void test_fields_parse_every_kind(void **state)
+{
+    struct fsect s;
+    struct conf_doc *doc = load("sect:\n"
+                                "  on: false\n"
+                                "  u8: 200\n"
+                                "  u16: 60000\n"
+                                "  u32: 4000000000\n"
+                                "  u64: 18446744073709551615\n"
+                                "  ratio: 0.5\n"
+                                "  wait: 1.5s\n"
+                                "  size32: 1g\n"
+                                "  size64: 16g\n"
+                                "  mode: random\n"
+                                "  name: exactly\n"
+                                "  code: xyz\n"
+                                "  hook: [1, 2]\n"
+                                "  other: {anything: [goes]}\n");
+    (void)state;
+    fsect_defaults(&s);
+    s.hook_calls = 0;
+    assert_int_equal(conf_fields_parse(doc, conf_get(conf_root(doc), "sect"), ffields, &s), RP_OK);
+    const char *none[] = {NULL};
+    assert_errors(doc, none);
+    assert_false(s.on);
+    assert_int_equal(s.u8, 200);
+    assert_int_equal(s.guard8, 0xa5);
+    assert_int_equal(s.u16, 60000);
+    assert_int_equal(s.guard16, 0xa5a5);
+    assert_true(s.u32 == 4000000000u);
+    assert_true(s.u64 == UINT64_MAX);
+    assert_true(s.ratio == 0.5);
+    assert_true(s.wait_us == 1500000);
+    assert_true(s.size32 == 1u << 30);
+    assert_true(s.size64 == 16ull << 30);
+    assert_int_equal(s.mode, 2);
+    assert_string_equal(s.name, "exactly"); /* 7 bytes: fills char[8] */
+    assert_string_equal(s.code, "xyz");
+    assert_int_equal(s.hook_calls, 1);
+    assert_int_equal(s.hook_line, 14);
+    assert_int_equal(s.other, (int)0xa5a5a5a5); /* ignored: someone else's */
+    conf_free(doc);
+}
+
+static void test_fields_absent_keep(void **state)
+{
+    struct fsect s, before;
+    struct conf_doc *doc = load("sect:\n  u16: 3\n");
+    (void)state;
+    fsect_defaults(&s);
+    /* Values from an outer level (not the defaults) stay as they are. */
+    s.u8 = 99;
+    s.ratio = 0.75;
+    rp_snprintf(s.name, sizeof s.name, "outer");
+    s.hook_calls = 0;
+    before = s;
+    assert_int_equal(conf_fields_parse(doc, conf_get(conf_root(doc), "sect"), ffields, &s), RP_OK);
+    assert_int_equal(conf_error_count(doc), 0);
+    assert_int_equal(s.u16, 3);
+    before.u16 = 3;
+    assert_memory_equal(&s, &before, sizeof s); /* nothing else changed */
+    assert_int_equal(s.hook_calls, 0);          /* absent custom key: not called */
+
+    /* No section at all: RP_OK, nothing touched, no error. */
+    assert_int_equal(conf_fields_parse(doc, conf_get(conf_root(doc), "missing"), ffields, &s), RP_OK);
+    assert_memory_equal(&s, &before, sizeof s);
+    /* An empty map changes nothing either. */
+    struct conf_doc *d2 = load("sect: {}\n");
+    assert_int_equal(conf_fields_parse(d2, conf_get(conf_root(d2), "sect"), ffields, &s), RP_OK);
+    assert_memory_equal(&s, &before, sizeof s);
+    assert_int_equal(conf_error_count(d2), 0);
+    conf_free(d2);
+    conf_free(doc);
+}
+
+static void test_fields_errors(void **state)
+{
+    struct fsect s, before;
+    struct conf_doc *doc = load("sect:\n"
+                                "  on: perhaps\n"
+                                "  u8: 201\n"
+                                "  u16: 60001\n"
+                                "  u32: 9\n"
+                                "  u64: 18446744073709551616\n"
+                                "  ratio: 1.01\n"
+                                "  wait: 2h\n"
+                                "  size32: 2g\n"
+                                "  size64: 1t\n"
+                                "  mode: rr\n"
+                                "  name: too-long\n"
+                                "  code: ab\n"
+                                "  hook: scalar\n");
+    (void)state;
+    fsect_defaults(&s);
+    s.hook_calls = 0;
+    before = s;
+    assert_int_equal(conf_fields_parse(doc, conf_get(conf_root(doc), "sect"), ffields, &s), RP_ERR);
+    const char *want[] = {
+        "t.yaml:2:7: bad boolean \"perhaps\": expected true or false",
+        "t.yaml:3:7: value \"201\" is out of range (allowed 1..200)",
+        "t.yaml:4:8: value \"60001\" is out of range (allowed 0..60000)",
+        "t.yaml:5:8: value \"9\" is out of range (allowed 10..4000000000)",
+        "t.yaml:6:8: value \"18446744073709551616\" is out of range (allowed 0..18446744073709551615)",
+        "t.yaml:7:10: value \"1.01\" is out of range (allowed 0..1)",
+        "t.yaml:8:9: duration \"2h\" is out of range (allowed 1ms..1h)",
+        "t.yaml:9:11: size \"2g\" is out of range (allowed 1k..1g)",
+        "t.yaml:10:11: bad size \"1t\": expected a number optionally followed by k, m or g",
+        "t.yaml:11:9: bad value \"rr\" (expected one of: p2c, round_robin, random)",
+        "t.yaml:12:9: too long (at most 7 bytes)",
+        "t.yaml:13:9: too short (at least 3 bytes)",
+        "t.yaml:14:9: hook wants a list",
+        NULL,
+    };
+    assert_errors(doc, want);
+    /* A refused value leaves the member as it was. */
+    before.hook_calls = 1;
+    before.hook_line = 14;
+    assert_memory_equal(&s, &before, sizeof s);
+    conf_free(doc);
+
+    /* Empty and non-scalar values. */
+    doc = load("sect:\n  name: ''\n  u8: [1]\n  wait: {a: 1}\n");
+    fsect_defaults(&s);
+    assert_int_equal(conf_fields_parse(doc, conf_get(conf_root(doc), "sect"), ffields, &s), RP_ERR);
+    const char *want2[] = {
+        "t.yaml:2:9: must not be empty",
+        "t.yaml:3:7: expected a number, got a sequence",
+        "t.yaml:4:9: expected a duration, got a map",
+        NULL,
+    };
+    assert_errors(doc, want2);
+    assert_string_equal(s.name, "dflt");
+    assert_int_equal(s.u8, 7);
+    conf_free(doc);
+}
+
+static void test_fields_unknown_keys(void **state)
+{
+    struct fsect s;
+    struct conf_doc *doc = load("sect:\n  u8: 5\n  nope: 1\n  On: true\n  ratio: 2\n");
+    (void)state;
+    fsect_defaults(&s);
+    assert_int_equal(conf_fields_parse(doc, conf_get(conf_root(doc), "sect"), ffields, &s), RP_ERR);
+    /* The list of keys comes from the table, every row in order
+     * (custom and ignored rows too); keys are case-sensitive. */
+    const char *want[] = {
+        "t.yaml:3:3: unknown key \"nope\" (expected one of: on, u8, u16, u32, u64, ratio, wait, size32, size64, "
+        "mode, name, code, hook, other)",
+        "t.yaml:4:3: unknown key \"On\" (expected one of: on, u8, u16, u32, u64, ratio, wait, size32, size64, "
+        "mode, name, code, hook, other)",
+        "t.yaml:5:10: value \"2\" is out of range (allowed 0..1)",
+        NULL,
+    };
+    assert_errors(doc, want);
+    /* Known keys are still parsed next to unknown ones. */
+    assert_int_equal(s.u8, 5);
+    assert_true(s.on); /* "On" is not "on" */
+    conf_free(doc);
+
+    /* Not a map: one error at the value, nothing parsed. */
+    doc = load("sect: [u8]\nflat: 3\n");
+    fsect_defaults(&s);
+    assert_int_equal(conf_fields_parse(doc, conf_get(conf_root(doc), "sect"), ffields, &s), RP_ERR);
+    assert_int_equal(conf_fields_parse(doc, conf_get(conf_root(doc), "flat"), ffields, &s), RP_ERR);
+    const char *want2[] = {
+        "t.yaml:1:7: expected a map, got a sequence",
+        "t.yaml:2:7: expected a map, got \"3\"",
+        NULL,
+    };
+    assert_errors(doc, want2);
+    assert_int_equal(s.u8, 7);
+    conf_free(doc);
+}
+
+static void test_field_find(void **state)
+{
+    (void)state;
+    const struct conf_field *f = conf_field_find(ffields, "wait");
+    assert_non_null(f);
+    assert_int_equal(f->kind, CONF_F_DURATION);
+    assert_int_equal(f->offset, offsetof(struct fsect, wait_us));
+    assert_int_equal(f->size, sizeof(uint64_t));
+    assert_true(f->min == 1000 && f->max == 3600000000ull && f->def == 10000000);
+    f = conf_field_find(ffields, "u8");
+    assert_non_null(f);
+    assert_int_equal(f->size, 1);
+    assert_int_equal(conf_field_find(ffields, "hook")->kind, CONF_F_CUSTOM);
+    assert_int_equal(conf_field_find(ffields, "other")->kind, CONF_F_IGNORE);
+    assert_null(conf_field_find(ffields, "missing"));
+    assert_null(conf_field_find(ffields, "U8"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -839,6 +1140,12 @@ int main(void)
         cmocka_unit_test(test_error_cap_and_print),
         cmocka_unit_test(test_show_in_messages),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_fields_defaults),
+        cmocka_unit_test(test_fields_parse_every_kind),
+        cmocka_unit_test(test_fields_absent_keep),
+        cmocka_unit_test(test_fields_errors),
+        cmocka_unit_test(test_fields_unknown_keys),
+        cmocka_unit_test(test_field_find),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

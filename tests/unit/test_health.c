@@ -140,6 +140,25 @@ static void test_status_line(void **state)
     assert_int_equal(health_parse_status_line(big, sizeof big), RP_ERR);
 }
 
+/* The rows' defaults are HEALTH_CONF_DEFAULT's: the table and the macro
+ * cannot drift apart. */
+static void test_conf_rows(void **state)
+{
+    (void)state;
+    struct health_conf d = HEALTH_CONF_DEFAULT, t;
+    memset(&t, 0, sizeof t);
+    conf_fields_defaults(health_conf_fields, &t);
+    size_t rows = 0;
+    for (const struct conf_field *f = health_conf_fields; f->key; f++) {
+        assert_non_null(conf_field_find(health_conf_fields, f->key));
+        if (f->kind == CONF_F_CUSTOM || f->kind == CONF_F_IGNORE)
+            continue;
+        assert_memory_equal((const char *)&t + f->offset, (const char *)&d + f->offset, f->size);
+        rows++;
+    }
+    assert_true(rows > 0);
+}
+
 static void test_conf(void **state)
 {
     (void)state;
@@ -327,6 +346,9 @@ static void test_checker_io(void **state)
     ev_timer_init(&w.deadline, on_deadline, NULL);
     w.hc = health_checker_new(loop, "llm", &c, &srv, 1, on_change, &w);
     assert_non_null(w.hc);
+    struct health_set set;
+    health_set_init(&set, loop);
+    health_set_add(&set, w.hc);
 
     /* Healthy: checks pass, nothing changes. */
     run_for(&w, 350);
@@ -368,7 +390,7 @@ static void test_checker_io(void **state)
     /* Metrics list the server. */
     struct sbuf m;
     sbuf_init(&m, 0);
-    health_metrics_render(&m, NULL);
+    health_metrics_render(&m, &set);
     sbuf_add(&m, "", 1);
     char line[160];
     rp_snprintf(line, sizeof line, "rampart_health_up{upstream=\"llm\",server=\"127.0.0.1:%d\"} 0\n", port);
@@ -376,7 +398,13 @@ static void test_checker_io(void **state)
     assert_non_null(strstr(m.data, "result=\"timeout\"} "));
     sbuf_free(&m);
 
+    /* A freed checker leaves its set: nothing left to render. */
     health_checker_free(w.hc);
+    assert_null(set.head);
+    sbuf_init(&m, 0);
+    health_metrics_render(&m, &set);
+    assert_int_equal(m.len, 0);
+    sbuf_free(&m);
     ev_del(loop, peer.lfd);
     close(peer.lfd);
     for (size_t i = 0; i < peer.num_silent; i++)
@@ -403,7 +431,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rise_fall), cmocka_unit_test(test_slow_start), cmocka_unit_test(test_status_line),
-        cmocka_unit_test(test_conf),      cmocka_unit_test(test_checker_io),
+        cmocka_unit_test(test_conf_rows), cmocka_unit_test(test_conf),      cmocka_unit_test(test_checker_io),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "admin_token.h"
+#include "config.h"
 #include "httpd.h"
 #include "metrics.h"
 #include "util.h"
@@ -115,6 +117,12 @@ static struct config admin_config(const char *token_file)
     return cfg;
 }
 
+/* The listener from the admin: section as the gateway's main() passes it. */
+static struct admin *start_admin(struct ev_loop *loop, const struct config *cfg)
+{
+    return admin_start(loop, cfg->has_admin ? &cfg->admin_listen : NULL, cfg->admin_token_file);
+}
+
 static struct httpd *start_echo(const char *tag, const struct httpd_opts *opts)
 {
     struct sockaddr_in a;
@@ -144,7 +152,7 @@ static int group_setup(void **state)
     assert_int_equal(write_file(S.token_path, TOKEN "\n", 0600), 0);
 
     struct config cfg = admin_config(S.token_path);
-    S.admin = admin_start(S.loop, &cfg);
+    S.admin = start_admin(S.loop, &cfg);
     assert_non_null(S.admin);
     admin_route(S.admin, "/admin/", echo_handler, "admin");
     admin_route(S.admin, "/admin/echo", echo_handler, "admin-echo");
@@ -152,7 +160,7 @@ static int group_setup(void **state)
     metrics_register(render_test_metrics, NULL);
 
     struct config ro = admin_config(NULL);
-    S.admin_ro = admin_start(S.loop, &ro);
+    S.admin_ro = start_admin(S.loop, &ro);
     assert_non_null(S.admin_ro);
     admin_route(S.admin_ro, "/admin/", echo_handler, "ro");
 
@@ -454,30 +462,30 @@ static void test_admin_token_file_errors(void **state)
     snprintf(path, sizeof path, "/tmp/rp-test-empty-%d", (int)getpid());
 
     struct config cfg = admin_config("/nonexistent/rampart-token");
-    assert_null(admin_start(loop, &cfg));
+    assert_null(start_admin(loop, &cfg));
 
     assert_int_equal(write_file(path, "\n \n", 0600), 0);
     cfg = admin_config(path);
-    assert_null(admin_start(loop, &cfg));
+    assert_null(start_admin(loop, &cfg));
 
     assert_int_equal(write_file(path, "two words\n", 0600), 0);
-    assert_null(admin_start(loop, &cfg));
+    assert_null(start_admin(loop, &cfg));
 
     /* Refused, not warned about: open to group or others, or guessable. */
     assert_int_equal(write_file(path, TOKEN "\n", 0644), 0);
-    assert_null(admin_start(loop, &cfg));
+    assert_null(start_admin(loop, &cfg));
     assert_int_equal(write_file(path, TOKEN "\n", 0640), 0);
-    assert_null(admin_start(loop, &cfg));
+    assert_null(start_admin(loop, &cfg));
     assert_int_equal(write_file(path, "fifteen-chars-x\n", 0600), 0);
-    assert_null(admin_start(loop, &cfg));
+    assert_null(start_admin(loop, &cfg));
     assert_int_equal(write_file(path, "sixteen-chars-xy\n", 0600), 0);
-    struct admin *ok = admin_start(loop, &cfg);
+    struct admin *ok = start_admin(loop, &cfg);
     assert_non_null(ok);
     admin_free(ok);
 
     struct config none;
     memset(&none, 0, sizeof none);
-    assert_null(admin_start(loop, &none));
+    assert_null(start_admin(loop, &none));
 
     unlink(path);
     ev_destroy(loop);

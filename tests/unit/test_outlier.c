@@ -257,16 +257,47 @@ static void test_metrics(void **state)
     struct outlier_conf c = OUTLIER_CONF_DEFAULT;
     uint64_t now = rp_now_us();
     struct outlier *o = outlier_new("met", &c, servers, 2, now);
+    struct outlier_set set;
+    outlier_set_init(&set, NULL);
+    outlier_set_add(&set, o);
+    outlier_set_add(&set, NULL);
     fail_n(o, 1, 5, now);
     struct sbuf s;
     sbuf_init(&s, 0);
     outlier_metrics_render(&s, NULL);
+    assert_int_equal(s.len, 0);
+    outlier_metrics_render(&s, &set);
     sbuf_add(&s, "", 1);
     assert_non_null(strstr(s.data, "rampart_outlier_ejected{upstream=\"met\",server=\"10.0.0.2:8000\"} 1\n"));
     assert_non_null(strstr(s.data, "rampart_outlier_ejected{upstream=\"met\",server=\"10.0.0.1:8000\"} 0\n"));
     assert_non_null(strstr(s.data, "rampart_outlier_ejections_total{upstream=\"met\",server=\"10.0.0.2:8000\"} 1\n"));
     sbuf_free(&s);
+    /* A freed detector leaves its set. */
     outlier_free(o);
+    assert_null(set.head);
+    sbuf_init(&s, 0);
+    outlier_metrics_render(&s, &set);
+    assert_int_equal(s.len, 0);
+    sbuf_free(&s);
+}
+
+/* The rows' defaults are OUTLIER_CONF_DEFAULT's: the table and the macro
+ * cannot drift apart. */
+static void test_conf_rows(void **state)
+{
+    (void)state;
+    struct outlier_conf d = OUTLIER_CONF_DEFAULT, t;
+    memset(&t, 0, sizeof t);
+    conf_fields_defaults(outlier_conf_fields, &t);
+    size_t rows = 0;
+    for (const struct conf_field *f = outlier_conf_fields; f->key; f++) {
+        assert_non_null(conf_field_find(outlier_conf_fields, f->key));
+        if (f->kind == CONF_F_CUSTOM || f->kind == CONF_F_IGNORE)
+            continue;
+        assert_memory_equal((const char *)&t + f->offset, (const char *)&d + f->offset, f->size);
+        rows++;
+    }
+    assert_true(rows > 0);
 }
 
 static void test_conf(void **state)
@@ -310,7 +341,7 @@ int main(void)
         cmocka_unit_test(test_groups_judged_apart),
         cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_conf),
+        cmocka_unit_test(test_conf_rows), cmocka_unit_test(test_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -174,23 +174,47 @@ static void test_metrics(void **state)
     (void)state;
     struct retry_conf c = RETRY_CONF_DEFAULT;
     struct retry_budget *b = retry_budget_new("m\"x", &c);
+    struct retry_set set;
+    retry_set_init(&set, NULL);
+    retry_set_add(&set, b);
     uint64_t now = rp_now_us();
     retry_note_request(b, now);
     struct retry_request r = req(RETRY_FAIL_CONNECT);
     assert_int_equal(retry_decide(b, &r, now), RETRY_YES);
     struct sbuf s;
     sbuf_init(&s, 0);
-    retry_metrics_render(&s, NULL);
+    retry_metrics_render(&s, &set);
     sbuf_add(&s, "", 1);
     assert_non_null(strstr(s.data, "# TYPE rampart_retry_retries_total counter"));
     assert_non_null(strstr(s.data, "rampart_retry_retries_total{upstream=\"m\\\"x\"} 1\n"));
     assert_non_null(strstr(s.data, "rampart_retry_budget_used_ratio{upstream=\"m\\\"x\"} "));
     sbuf_free(&s);
+    /* A freed budget leaves its set. */
     retry_budget_free(b);
+    assert_null(set.head);
     sbuf_init(&s, 0);
-    retry_metrics_render(&s, NULL);
+    retry_metrics_render(&s, &set);
     assert_int_equal(s.len, 0);
     sbuf_free(&s);
+}
+
+/* The rows' defaults are RETRY_CONF_DEFAULT's: the table and the macro
+ * cannot drift apart. */
+static void test_conf_rows(void **state)
+{
+    (void)state;
+    struct retry_conf d = RETRY_CONF_DEFAULT, t;
+    memset(&t, 0, sizeof t);
+    conf_fields_defaults(retry_conf_fields, &t);
+    size_t rows = 0;
+    for (const struct conf_field *f = retry_conf_fields; f->key; f++) {
+        assert_non_null(conf_field_find(retry_conf_fields, f->key));
+        if (f->kind == CONF_F_CUSTOM || f->kind == CONF_F_IGNORE)
+            continue;
+        assert_memory_equal((const char *)&t + f->offset, (const char *)&d + f->offset, f->size);
+        rows++;
+    }
+    assert_true(rows > 0);
 }
 
 static void test_conf(void **state)
@@ -229,7 +253,7 @@ int main(void)
         cmocka_unit_test(test_budget_allows_low_rate),
         cmocka_unit_test(test_budget_window_slides),
         cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_conf),
+        cmocka_unit_test(test_conf_rows), cmocka_unit_test(test_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "admin_status.h"
 #include "canary.h"
 #include "conf.h"
 #include "config.h"
@@ -62,7 +63,7 @@ static void parse_conf(struct fixture *f, const char *yaml)
     f->doc = conf_load_string("test.yaml", yaml, strlen(yaml));
     status_conf_init(&f->sc);
     int rc = status_conf_parse(f->doc, conf_get(conf_root(f->doc), "status"), conf_get(conf_root(f->doc), "components"),
-                               NULL, &f->sc);
+                               NULL, 0, &f->sc);
     if (rc != RP_OK)
         fail_msg("config: %s", conf_error_at(f->doc, 0));
 }
@@ -71,7 +72,7 @@ static void start(struct fixture *f, const char *yaml)
 {
     memset(f, 0, sizeof *f);
     parse_conf(f, yaml);
-    f->st = status_create(NULL, &f->sc, NULL, NULL);
+    f->st = status_create(NULL, &f->sc);
     assert_non_null(f->st);
     f->now = T0;
     status_set_clock(f->st, 0, f->now);
@@ -419,7 +420,7 @@ static void call(struct fixture *f, struct resp *out, const char *method, const 
     memset(out, 0, sizeof *out);
     sbuf_init(&out->r.headers, 0);
     sbuf_init(&out->r.body, 0);
-    status_admin_request(f->st, method, path, body, &out->r);
+    admin_status_request(f->st, method, path, body, &out->r);
     json_error_t err;
     out->json = json_loadb(out->r.body.data ? out->r.body.data : "", out->r.body.len, 0, &err);
     if (!out->json)
@@ -786,7 +787,7 @@ static void test_restart_keeps_history(void **state)
 
     memset(&f, 0, sizeof f);
     parse_conf(&f, yaml);
-    f.st = status_create(NULL, &f.sc, NULL, NULL);
+    f.st = status_create(NULL, &f.sc);
     assert_non_null(f.st);
     f.now = now + 5 * SEC;
     status_set_clock(f.st, 0, f.now);
@@ -853,25 +854,36 @@ struct life {
     int64_t since_at_start;
 };
 
+static void act_rollback(struct canary *c);
+
 static void lifetime(const char *yaml, const struct config_upstream *u, void (*act)(struct canary *),
                      struct life *out)
 {
     struct fixture f;
     memset(&f, 0, sizeof f);
     parse_conf(&f, yaml);
-    f.st = status_create(NULL, &f.sc, NULL, NULL);
+    f.st = status_create(NULL, &f.sc);
     assert_non_null(f.st);
     f.now = T0;
     status_set_clock(f.st, 0, f.now);
     struct canary *c = canary_new(u->name, &u->canary, f.now);
-    assert_int_equal(status_track_canary(f.st, c, u, f.now), RP_OK);
+    canary_name_release(c, u->servers, u->num_servers);
+    assert_int_equal(status_track_canary(f.st, c, f.now), RP_OK);
     out->state_at_start = c->state;
     out->weight_at_start = canary_weight_bp(c);
     rp_snprintf(out->reason_at_start, sizeof out->reason_at_start, "%s", c->reason);
     out->since_at_start = c->state_since_ms;
     if (act)
         act(c);
-    assert_int_equal(status_track_canary(NULL, c, u, f.now), RP_OK);
+    if (act == act_rollback) {
+        /* The status page tells users why some of them saw errors. */
+        size_t len = 0;
+        const char *etag = NULL;
+        const char *doc = status_snapshot(f.st, "/api/v2/incidents.json", &len, &etag);
+        assert_non_null(doc);
+        assert_non_null(memmem(doc, len, "New release of chat rolled back", 31));
+    }
+    assert_int_equal(status_track_canary(NULL, c, f.now), RP_OK);
     canary_free(c);
     stop(&f);
 }
@@ -958,7 +970,8 @@ static void conf_errors(const char *yaml, const char *want)
     struct status_conf sc;
     status_conf_init(&sc);
     int rc =
-        status_conf_parse(doc, conf_get(conf_root(doc), "status"), conf_get(conf_root(doc), "components"), NULL, &sc);
+        status_conf_parse(doc, conf_get(conf_root(doc), "status"), conf_get(conf_root(doc), "components"), NULL, 0,
+                          &sc);
     assert_int_equal(rc, RP_ERR);
     bool found = false;
     for (size_t i = 0; i < conf_error_count(doc); i++)

@@ -1,7 +1,10 @@
 /*
- * test_util.c — the UTF-8 helpers: decoding against hand-encoded
- * sequences, every malformed form RFC 3629 forbids, and cutting a string
- * without splitting a character.
+ * test_util.c — the UTF-8 helpers (decoding against hand-encoded
+ * sequences, every malformed form RFC 3629 forbids, cutting a string
+ * without splitting a character), bounded formatting, case-insensitive
+ * comparison, hashing, the PRNG, checked allocation, clocks, and
+ * RP_ASSERT: counted and survived by default, fatal with
+ * RAMPART_ASSERT=abort.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +12,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -128,12 +136,303 @@ static void test_utf8_prefix(void **state)
     }
 }
 
+/* ---- rp_snprintf -------------------------------------------------------- */
+
+static void test_snprintf(void **state)
+{
+    char buf[8];
+    (void)state;
+    memset(buf, 'x', sizeof buf);
+    assert_int_equal(rp_snprintf(buf, sizeof buf, "%d-%s", 12, "ab"), 5);
+    assert_string_equal(buf, "12-ab");
+    /* 7 characters and the NUL fill the buffer exactly. */
+    assert_int_equal(rp_snprintf(buf, sizeof buf, "%s", "1234567"), 7);
+    assert_string_equal(buf, "1234567");
+    /* One more is truncation: -1, and the buffer still ends in a NUL. */
+    memset(buf, 'x', sizeof buf);
+    assert_int_equal(rp_snprintf(buf, sizeof buf, "%s", "12345678"), -1);
+    assert_int_equal(buf[7], '\0');
+    assert_string_equal(buf, "1234567");
+    assert_int_equal(rp_snprintf(buf, sizeof buf, "%s", "a much longer string"), -1);
+    assert_string_equal(buf, "a much ");
+    assert_int_equal(rp_snprintf(buf, sizeof buf, "%s", ""), 0);
+    assert_string_equal(buf, "");
+    /* No room at all. */
+    char one[1] = {'z'};
+    assert_int_equal(rp_snprintf(one, sizeof one, "%s", ""), 0);
+    assert_int_equal(one[0], '\0');
+    assert_int_equal(rp_snprintf(one, sizeof one, "a"), -1);
+    assert_int_equal(one[0], '\0');
+    assert_int_equal(rp_snprintf(NULL, 0, "abc"), -1);
+}
+
+/* ---- rp_strieq ---------------------------------------------------------- */
+
+static void test_strieq(void **state)
+{
+    static const struct {
+        const char *s;
+        size_t len;
+        const char *lit;
+        bool eq;
+    } cases[] = {
+        {"Content-Length", 14, "content-length", true},
+        {"CONTENT-LENGTH", 14, "content-length", true},
+        {"content-length", 14, "CONTENT-LENGTH", true},
+        {"Content-Length: 5", 14, "content-length", true}, /* length-delimited */
+        {"Content-Lengt", 13, "content-length", false},   /* prefix of the literal */
+        {"Content-Lengths", 15, "content-length", false},  /* literal is a prefix */
+        {"", 0, "", true},
+        {"", 0, "a", false},
+        {"a", 1, "", false},
+        {"keep-alive", 10, "Keep-Alive", true},
+        {"keep_alive", 10, "keep-alive", false},
+        /* Only ASCII letters fold: '@' (0x40) and '`' (0x60) differ by 32
+         * but are not the same character; nor are '[' and '{'. */
+        {"@", 1, "`", false},
+        {"[", 1, "{", false},
+        {"\xc3\x89", 2, "\xc3\xa9", false}, /* no Unicode folding */
+        {"a\0b", 3, "a", false},
+    };
+    (void)state;
+    for (size_t i = 0; i < RP_ARRAY_LEN(cases); i++)
+        if (rp_strieq(cases[i].s, cases[i].len, cases[i].lit) != cases[i].eq)
+            fail_msg("rp_strieq(\"%.*s\", %zu, \"%s\") should be %s", (int)cases[i].len, cases[i].s, cases[i].len,
+                     cases[i].lit, cases[i].eq ? "true" : "false");
+}
+
+/* ---- hashing, PRNG, allocation, clocks ---------------------------------- */
+
+/* util.h documents rp_hash64 as 64-bit FNV-1a: the published reference
+ * values (offset basis 14695981039346656037, prime 1099511628211). */
+/* The values are part of the published interface (status component ids
+ * derive from them): pinned here so that no change of the function can
+ * pass unnoticed. */
+static void test_hash64_stable_values(void **state)
+{
+    (void)state;
+    assert_true(rp_hash64("", 0) == 1469598103934665603ull);
+    assert_true(rp_hash64("a", 1) == 0x44bd8ad473cd9906ull);
+    assert_true(rp_hash64("foobar", 6) == 0x88fad7c0a8ff07f2ull);
+    assert_true(rp_hash64("chat", 4) == 0xa97677a89c0dafddull);
+}
+
+static void test_hash64(void **state)
+{
+    (void)state;
+    /* FNV-1a's step: xor the byte, multiply by the prime. */
+    uint64_t h0 = rp_hash64("", 0);
+    assert_true(rp_hash64("a", 1) == ((h0 ^ 'a') * 1099511628211ull));
+    assert_true(rp_hash64("key-1", 5) != rp_hash64("key-2", 5));
+    /* Length-delimited: bytes after len do not matter, a NUL inside does. */
+    assert_true(rp_hash64("abcX", 3) == rp_hash64("abcY", 3));
+    assert_true(rp_hash64("a\0b", 3) != rp_hash64("a", 1));
+}
+
+static void test_rand(void **state)
+{
+    uint64_t first[8];
+    (void)state;
+    rp_rand_seed(42);
+    for (size_t i = 0; i < RP_ARRAY_LEN(first); i++)
+        first[i] = rp_rand64();
+    rp_rand_seed(42);
+    for (size_t i = 0; i < RP_ARRAY_LEN(first); i++)
+        assert_true(rp_rand64() == first[i]); /* deterministic when seeded */
+    rp_rand_seed(43);
+    assert_true(rp_rand64() != first[0]);
+    /* Seed 0 (a fixed point of xorshift) is replaced: never stuck at 0. */
+    rp_rand_seed(0);
+    uint64_t a = rp_rand64(), b = rp_rand64();
+    assert_true(a != 0 && b != 0 && a != b);
+
+    rp_rand_seed(7);
+    double sum = 0;
+    int low = 0;
+    for (int i = 0; i < 10000; i++) {
+        double d = rp_rand01();
+        assert_true(d >= 0.0 && d < 1.0);
+        sum += d;
+        low += d < 0.5;
+    }
+    assert_true(sum / 10000 > 0.45 && sum / 10000 < 0.55);
+    assert_true(low > 4500 && low < 5500);
+}
+
+static void test_alloc(void **state)
+{
+    (void)state;
+    char *p = rp_xstrndup("abcdef", 3);
+    assert_string_equal(p, "abc");
+    free(p);
+    p = rp_xstrndup("a\0bc", 4); /* copies n bytes, NUL-terminated */
+    assert_memory_equal(p, "a\0bc", 5);
+    free(p);
+    p = rp_xstrdup("");
+    assert_string_equal(p, "");
+    free(p);
+    int *z = rp_xcalloc(16, sizeof *z);
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(z[i], 0);
+    z = rp_xrealloc(z, 1000 * sizeof *z);
+    assert_int_equal(z[15], 0);
+    free(z);
+    /* Zero sizes still return something free() accepts. */
+    void *q = rp_xmalloc(0);
+    assert_non_null(q);
+    free(q);
+    q = rp_xcalloc(0, 0);
+    assert_non_null(q);
+    free(q);
+}
+
+static void test_clocks(void **state)
+{
+    (void)state;
+    uint64_t a = rp_now_us();
+    usleep(2000);
+    uint64_t b = rp_now_us();
+    assert_true(b >= a + 2000);
+    assert_true(b - a < 5000000);
+    int64_t w = rp_wall_ms();
+    assert_true(w > 1600000000000ll); /* after September 2020 */
+    assert_true(w < 32503680000000ll); /* before the year 3000 */
+}
+
+/* ---- RP_ASSERT ---------------------------------------------------------- */
+
+static int evaluations;
+static bool counted_false(void)
+{
+    evaluations++;
+    return false;
+}
+
+/* Restores RAMPART_ASSERT as it was (the Makefile runs the tests with
+ * RAMPART_ASSERT=abort). */
+static char *saved_mode;
+static int save_mode(void **state)
+{
+    (void)state;
+    const char *m = getenv("RAMPART_ASSERT");
+    saved_mode = m ? strdup(m) : NULL;
+    return 0;
+}
+static int restore_mode(void **state)
+{
+    (void)state;
+    if (saved_mode)
+        setenv("RAMPART_ASSERT", saved_mode, 1);
+    else
+        unsetenv("RAMPART_ASSERT");
+    free(saved_mode);
+    saved_mode = NULL;
+    return 0;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ABORT_DEFAULT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ABORT_DEFAULT 1
+#endif
+#endif
+#ifndef TEST_ABORT_DEFAULT
+#define TEST_ABORT_DEFAULT 0
+#endif
+
+static void test_assert_counts(void **state)
+{
+    (void)state;
+    /* Any mode other than "abort" counts and returns. */
+    setenv("RAMPART_ASSERT", "count", 1);
+    uint64_t before = rp_assert_failures();
+    RP_ASSERT(1 + 1 == 2);
+    assert_true(rp_assert_failures() == before);
+    int n = 3;
+    RP_ASSERT(n < 0);
+    assert_true(rp_assert_failures() == before + 1);
+    RP_ASSERT(n == 4);
+    RP_ASSERT(n == 5);
+    assert_true(rp_assert_failures() == before + 3);
+    /* The condition is evaluated exactly once, held or not. */
+    evaluations = 0;
+    RP_ASSERT(counted_false());
+    assert_int_equal(evaluations, 1);
+    assert_true(rp_assert_failures() == before + 4);
+    evaluations = 0;
+    RP_ASSERT(!counted_false());
+    assert_int_equal(evaluations, 1);
+    assert_true(rp_assert_failures() == before + 4);
+
+    /* Unset: a production build counts; a sanitizer build aborts, so it
+     * is only exercised in the first. */
+    if (!TEST_ABORT_DEFAULT) {
+        unsetenv("RAMPART_ASSERT");
+        RP_ASSERT(n == 6);
+        assert_true(rp_assert_failures() == before + 5);
+    }
+}
+
+/* Runs one failing RP_ASSERT in a child with the given mode (NULL:
+ * unset); returns the child's wait status. */
+static int child_assert(const char *mode)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (mode)
+            setenv("RAMPART_ASSERT", mode, 1);
+        else
+            unsetenv("RAMPART_ASSERT");
+        /* Keep the expected failure's log line out of the test output. */
+        if (!freopen("/dev/null", "w", stderr))
+            _exit(3);
+        uint64_t before = rp_assert_failures(); /* inherited from the parent */
+        int v = 1;
+        RP_ASSERT(v == 2);
+        _exit(rp_assert_failures() == before + 1 ? 0 : 2);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return st;
+}
+
+static void test_assert_abort_mode(void **state)
+{
+    (void)state;
+    int st = child_assert("abort");
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGABRT);
+    st = child_assert("count");
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    st = child_assert("Abort"); /* the word is exact */
+    assert_true(WIFEXITED(st));
+    st = child_assert(NULL);
+    if (TEST_ABORT_DEFAULT) {
+        assert_true(WIFSIGNALED(st));
+    } else {
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8_next),
         cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_utf8_prefix),
+        cmocka_unit_test(test_snprintf),
+        cmocka_unit_test(test_strieq),
+        cmocka_unit_test(test_hash64_stable_values),
+        cmocka_unit_test(test_hash64),
+        cmocka_unit_test(test_rand),
+        cmocka_unit_test(test_alloc),
+        cmocka_unit_test(test_clocks),
+        cmocka_unit_test_setup_teardown(test_assert_counts, save_mode, restore_mode),
+        cmocka_unit_test(test_assert_abort_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
