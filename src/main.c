@@ -26,11 +26,10 @@
 #include "status.h"
 #include "util.h"
 
-static const char usage_text[] =
-    "usage: rampart -c FILE        run the gateway with configuration FILE\n"
-    "       rampart -t -c FILE     check FILE and exit (0: valid, 1: errors listed)\n"
-    "       rampart -h | --help    show this help\n"
-    "       rampart --version      show the version\n";
+static const char usage_text[] = "usage: rampart -c FILE        run the gateway with configuration FILE\n"
+                                 "       rampart -t -c FILE     check FILE and exit (0: valid, 1: errors listed)\n"
+                                 "       rampart -h | --help    show this help\n"
+                                 "       rampart --version      show the version\n";
 
 struct app {
     struct ev_loop *loop;

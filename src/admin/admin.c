@@ -43,11 +43,11 @@ struct admin_route_ent {
 
 struct admin {
     struct httpd *httpd;
-    char *token;          /* NULL: writes disabled */
+    char *token; /* NULL: writes disabled */
     size_t token_len;
     struct admin_route_ent routes[ADMIN_MAX_ROUTES]; /* longest prefix first */
     size_t num_routes;
-    double start_time_s;  /* process start, Unix seconds */
+    double start_time_s; /* process start, Unix seconds */
 };
 
 /* ---- authorization ---- */

@@ -99,9 +99,8 @@ int admin_token_read(const char *path, char **out, size_t *out_len, char *why, s
     /* Refused, not warned about, as ssh does for private keys: a warning
      * in a start-up log is read after the token has leaked. */
     if (st.st_mode & 0077) {
-        rp_snprintf(why, whycap,
-                    "token file \"%s\" has mode %04o: group and others must have no access (chmod 600 it)", shown,
-                    (unsigned)(st.st_mode & 07777));
+        rp_snprintf(why, whycap, "token file \"%s\" has mode %04o: group and others must have no access (chmod 600 it)",
+                    shown, (unsigned)(st.st_mode & 07777));
         goto close_fd;
     }
     if (st.st_size > ADMIN_TOKEN_MAX) {

@@ -79,24 +79,24 @@ enum admit_mode { ADMIT_MODE_ADAPTIVE = 0, ADMIT_MODE_STATIC = 1 };
 
 struct admit_limiter_conf {
     enum admit_mode mode;
-    uint32_t max_concurrency;     /* static: the limit; default 0 (= adaptive) */
-    uint32_t initial;             /* adaptive: starting limit, default 8 */
-    uint32_t min;                 /* default 1 */
-    uint32_t max;                 /* default 1000 */
-    double tolerance;             /* requests inferred waiting inside a server before backing off, default 0.5 */
-    uint64_t sample_interval_us;  /* aggregation interval for first-byte samples, default 100ms */
-    uint64_t baseline_window_us;  /* how long the no-queue baseline is remembered, default 10s */
-    uint64_t probe_interval_us;   /* time between probes above a learned limit; 0 = auto */
+    uint32_t max_concurrency;    /* static: the limit; default 0 (= adaptive) */
+    uint32_t initial;            /* adaptive: starting limit, default 8 */
+    uint32_t min;                /* default 1 */
+    uint32_t max;                /* default 1000 */
+    double tolerance;            /* requests inferred waiting inside a server before backing off, default 0.5 */
+    uint64_t sample_interval_us; /* aggregation interval for first-byte samples, default 100ms */
+    uint64_t baseline_window_us; /* how long the no-queue baseline is remembered, default 10s */
+    uint64_t probe_interval_us;  /* time between probes above a learned limit; 0 = auto */
 };
 
 struct admit_queue_conf {
-    uint32_t max_length;           /* waiters per upstream, default 1024 */
+    uint32_t max_length;                     /* waiters per upstream, default 1024 */
     uint64_t max_wait_us[ADMIT_NUM_CLASSES]; /* per class, default 10s each (queue.max_wait) */
-    uint64_t codel_target_us;      /* standing queue: head waited longer than this ... default 20ms */
-    uint64_t codel_interval_us;    /* ... continuously for this long, default 100ms */
-    bool lifo;                     /* adaptive LIFO while the queue stands, default true */
-    uint64_t standing_wait_us;     /* max wait while standing; 0 = auto (4 departure intervals) */
-    uint32_t credit;               /* requests a tenant arriving to an empty sub-queue may get ahead, default 4 */
+    uint64_t codel_target_us;                /* standing queue: head waited longer than this ... default 20ms */
+    uint64_t codel_interval_us;              /* ... continuously for this long, default 100ms */
+    bool lifo;                               /* adaptive LIFO while the queue stands, default true */
+    uint64_t standing_wait_us;               /* max wait while standing; 0 = auto (4 departure intervals) */
+    uint32_t credit; /* requests a tenant arriving to an empty sub-queue may get ahead, default 4 */
 };
 
 struct admit_conf {
@@ -115,19 +115,19 @@ int admit_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct 
 
 /* How a dispatched request ended, as seen by the limiter. */
 enum admit_outcome {
-    ADMIT_DONE = 0,     /* response completed (any status but overload) */
-    ADMIT_FAILED,       /* transport or server error: no latency signal */
-    ADMIT_OVERLOADED,   /* server said it is overloaded (429/503) or connect timed out */
-    ADMIT_CANCELLED,    /* client left; the upstream request was aborted */
+    ADMIT_DONE = 0,   /* response completed (any status but overload) */
+    ADMIT_FAILED,     /* transport or server error: no latency signal */
+    ADMIT_OVERLOADED, /* server said it is overloaded (429/503) or connect timed out */
+    ADMIT_CANCELLED,  /* client left; the upstream request was aborted */
 };
 
 /* Per dispatched request, embedded in the proxy's request object. */
 struct admit_ticket {
     struct admit_ticket *prev, *next; /* limiter's "no first byte yet" list, oldest first */
     uint64_t start_us;
-    uint64_t done_at_start;           /* limiter completions at dispatch */
-    uint32_t inflight_at_start;       /* including this request */
-    uint8_t state;                    /* internal */
+    uint64_t done_at_start;     /* limiter completions at dispatch */
+    uint32_t inflight_at_start; /* including this request */
+    uint8_t state;              /* internal */
 };
 
 #define ADMIT_SAMPLES 32
@@ -138,14 +138,14 @@ struct admit_limiter {
     struct admit_limiter_conf conf;
     double limit;
     uint32_t inflight;
-    uint32_t pending;                 /* dispatched, no first byte yet */
+    uint32_t pending; /* dispatched, no first byte yet */
     struct admit_ticket *pend_head, *pend_tail;
 
     /* throughput: completions of requests that had started (held a slot) */
     uint64_t done;
-    double rate;                      /* completions/s, EMA */
+    double rate; /* completions/s, EMA */
     uint64_t rate_t0, rate_done0;
-    double dur_ema_us;                /* mean dispatch-to-release time */
+    double dur_ema_us;                  /* mean dispatch-to-release time */
     uint64_t recent_done[ADMIT_RECENT]; /* times of the last completions */
     uint32_t recent_pos;
 
@@ -154,33 +154,33 @@ struct admit_limiter {
     uint32_t ns;
     uint32_t s_us[ADMIT_SAMPLES];
     uint32_t s_k[ADMIT_SAMPLES];
-    uint64_t int_done0;               /* completions when the interval started */
-    uint32_t peak;                    /* max inflight in the interval */
-    bool saturated;                   /* an acquire found no slot */
+    uint64_t int_done0; /* completions when the interval started */
+    uint32_t peak;      /* max inflight in the interval */
+    bool saturated;     /* an acquire found no slot */
 
     /* baseline: interval medians of first-byte time, with their times */
     uint64_t base_t[ADMIT_BASELINE_SLOTS];
     uint32_t base_v[ADMIT_BASELINE_SLOTS];
     uint32_t base_n, base_pos;
     double baseline_us;
-    uint32_t fast_us;                 /* fastest first byte (lowest interval low eighth), 0 = none */
-    uint64_t fast_t_us;               /* when it was seen: it ages out after baseline_window */
+    uint32_t fast_us;   /* fastest first byte (lowest interval low eighth), 0 = none */
+    uint64_t fast_t_us; /* when it was seen: it ages out after baseline_window */
 
     /* control state */
     uint64_t last_decrease_us;
     uint64_t last_probe_us;
     uint32_t probe_step;
-    bool congestion_seen;             /* leaves slow start */
-    bool suspect;                     /* last interval looked congested */
-    double bad_level;                 /* lowest limit last seen to make the server queue */
-    double probe_base;                /* limit before the last probe, 0 = none since the last decrease */
-    double cut_from;                  /* limit just before the last decrease */
-    uint64_t overtake_us;             /* dispatch time of the newest request answered at baseline */
+    bool congestion_seen; /* leaves slow start */
+    bool suspect;         /* last interval looked congested */
+    double bad_level;     /* lowest limit last seen to make the server queue */
+    double probe_base;    /* limit before the last probe, 0 = none since the last decrease */
+    double cut_from;      /* limit just before the last decrease */
+    uint64_t overtake_us; /* dispatch time of the newest request answered at baseline */
 
     /* statistics */
     uint64_t acquired, refused, decreases, increases, overload_signals;
-    char name[64];                    /* metrics label: "upstream/server" */
-    struct admit_metrics *reg;        /* the owner listing it on /metrics, or NULL */
+    char name[64];             /* metrics label: "upstream/server" */
+    struct admit_metrics *reg; /* the owner listing it on /metrics, or NULL */
     struct admit_limiter *reg_next;
 };
 
@@ -210,17 +210,20 @@ static inline uint32_t admit_free_slots(const struct admit_limiter *l)
  * total), so that every path that takes or gives a slot moves all of them
  * at once.  Zero-initialised = no slot held. */
 struct admit_slot {
-    struct admit_limiter *lim;   /* the server's limiter while held; NULL otherwise */
-    unsigned *server_inflight;   /* counted here while held (may be NULL) */
-    uint64_t *total_inflight;    /* counted here while held (may be NULL) */
+    struct admit_limiter *lim; /* the server's limiter while held; NULL otherwise */
+    unsigned *server_inflight; /* counted here while held (may be NULL) */
+    uint64_t *total_inflight;  /* counted here while held (may be NULL) */
     struct admit_ticket ticket;
 };
 
-static inline bool admit_slot_held(const struct admit_slot *s) { return s->lim != NULL; }
+static inline bool admit_slot_held(const struct admit_slot *s)
+{
+    return s->lim != NULL;
+}
 /* admit_acquire on l, and on success count the slot in *server_inflight
  * and *total_inflight.  RP_OK, or RP_AGAIN at the limit (nothing counted). */
-int admit_slot_take(struct admit_slot *s, struct admit_limiter *l, unsigned *server_inflight,
-                    uint64_t *total_inflight, uint64_t now_us);
+int admit_slot_take(struct admit_slot *s, struct admit_limiter *l, unsigned *server_inflight, uint64_t *total_inflight,
+                    uint64_t now_us);
 /* admit_first_byte for the held slot (no-op when none is held). */
 void admit_slot_first_byte(struct admit_slot *s, uint64_t now_us);
 /* admit_release and uncount; the slot is then not held.  No-op when none
@@ -245,8 +248,8 @@ struct admit_flow;
 
 /* Per queued request, embedded in the proxy's request object. */
 struct admit_waiter {
-    struct admit_waiter *prev, *next;         /* in its flow, oldest first */
-    struct admit_waiter *cprev, *cnext;       /* in its class, oldest first */
+    struct admit_waiter *prev, *next;   /* in its flow, oldest first */
+    struct admit_waiter *cprev, *cnext; /* in its class, oldest first */
     struct admit_flow *flow;
     uint64_t enq_us;
     uint32_t cost;
@@ -256,18 +259,18 @@ struct admit_waiter {
 
 struct admit_flow {
     uint64_t key;
-    struct admit_flow *hnext, **hpprev;       /* hash chain */
-    struct admit_flow *rprev, *rnext;         /* class's active flows, or free list */
+    struct admit_flow *hnext, **hpprev; /* hash chain */
+    struct admit_flow *rprev, *rnext;   /* class's active flows, or free list */
     struct admit_waiter *head, *tail;
     uint32_t len;
     uint32_t weight;
-    double vtime;                             /* fair-queueing virtual time */
+    double vtime; /* fair-queueing virtual time */
     uint8_t cls;
 };
 
 struct admit_class_q {
-    struct admit_flow *cur;                   /* first of the class's active flows */
-    double vnow;                              /* virtual time of the last service */
+    struct admit_flow *cur; /* first of the class's active flows */
+    double vnow;            /* virtual time of the last service */
     struct admit_waiter *oldest, *newest;
     uint32_t len;
     uint32_t flows;
@@ -282,7 +285,7 @@ struct admit_queue {
     uint32_t len;
 
     /* standing-queue detector */
-    uint64_t above_since_us;                  /* head above target since (0 = not) */
+    uint64_t above_since_us; /* head above target since (0 = not) */
     bool standing;
 
     /* drain rate: dequeues per second of time with a non-empty queue */
@@ -297,14 +300,17 @@ struct admit_queue {
     uint64_t standing_entries;
     struct metrics_hist wait;
     char name[64];
-    struct admit_metrics *reg;        /* the owner listing it on /metrics, or NULL */
+    struct admit_metrics *reg; /* the owner listing it on /metrics, or NULL */
     struct admit_queue *reg_next;
 };
 
 /* conf is copied; allocates the bounded flow table once. */
 void admit_queue_init(struct admit_queue *q, const struct admit_queue_conf *conf, const char *name);
 void admit_queue_free(struct admit_queue *q);
-static inline uint32_t admit_queue_len(const struct admit_queue *q) { return q->len; }
+static inline uint32_t admit_queue_len(const struct admit_queue *q)
+{
+    return q->len;
+}
 
 /* Queue w for tenant flow key (any stable 64-bit tenant identity) in class
  * cls.  cost: fair-queueing cost of this request (1 = count requests);

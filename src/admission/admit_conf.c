@@ -18,8 +18,7 @@
 #define HOUR_US (3600ull * SEC_US)
 
 /* "auto" or a duration; auto stores 0.  The bounds are the row's. */
-static int duration_or_auto(struct conf_doc *doc, const struct conf_node *n, uint64_t min, uint64_t max,
-                            uint64_t *out)
+static int duration_or_auto(struct conf_doc *doc, const struct conf_node *n, uint64_t min, uint64_t max, uint64_t *out)
 {
     if (n->kind == CONF_SCALAR && n->value && strcmp(n->value, "auto") == 0) {
         *out = 0;
@@ -54,8 +53,7 @@ static int parse_max_wait(struct conf_doc *doc, const struct conf_node *n, void 
 
 static const struct conf_field codel_fields[] = {
     CONF_FIELD_DURATION("target", struct admit_queue_conf, codel_target_us, 100, 60 * SEC_US, 20 * MS_US),
-    CONF_FIELD_DURATION("interval", struct admit_queue_conf, codel_interval_us, 1 * MS_US, 60 * SEC_US,
-                        100 * MS_US),
+    CONF_FIELD_DURATION("interval", struct admit_queue_conf, codel_interval_us, 1 * MS_US, 60 * SEC_US, 100 * MS_US),
     CONF_FIELD_END,
 };
 
@@ -124,8 +122,8 @@ static int parse_limiter(struct conf_doc *doc, const struct conf_node *node, str
         rc = RP_ERR;
     }
     if (l->min > l->max) {
-        conf_error(doc, conf_get(node, "min") ? conf_get(node, "min") : node, "min (%u) is above max (%u)",
-                   l->min, l->max);
+        conf_error(doc, conf_get(node, "min") ? conf_get(node, "min") : node, "min (%u) is above max (%u)", l->min,
+                   l->max);
         rc = RP_ERR;
     }
     return rc;

@@ -40,12 +40,12 @@ struct admit_driver_ops {
 
 struct admit_driver {
     struct admit_queue *q;
-    struct ev_loop *loop;             /* NULL: the user drives pump and expiry */
+    struct ev_loop *loop; /* NULL: the user drives pump and expiry */
     const struct admit_driver_ops *ops;
     void *arg;
-    struct ev_timer expire_timer;     /* the queue's next deadline or shedding time */
-    struct ev_timer pump_timer;       /* zero-delay: hand free slots to waiters */
-    uint64_t pumps;                   /* pump runs (for tests) */
+    struct ev_timer expire_timer; /* the queue's next deadline or shedding time */
+    struct ev_timer pump_timer;   /* zero-delay: hand free slots to waiters */
+    uint64_t pumps;               /* pump runs (for tests) */
 };
 
 /* q is not owned.  Initialise once: re-initialising an armed timer would

@@ -41,16 +41,17 @@
 
 enum { T_NONE = 0, T_PENDING, T_STARTED, T_DONE };
 
-#define LATE_FACTOR 3.0          /* pending longer than 3x baseline = queued */
-#define LATE_SLACK_US 20000.0    /* ... and than baseline + 20ms (timer noise) */
-#define RATE_WINDOW_US 250000u   /* completion-rate measurement window */
-#define SLOW_START_GAIN 0.5      /* growth per interval before any congestion */
-#define LATENCY_TOLERANCE 0.25   /* medians within +25% of baseline are not queueing */
-#define LATENCY_FLOOR_US 2000.0  /* ... nor within +2ms: a sub-millisecond backend's
+#define LATE_FACTOR 3.0        /* pending longer than 3x baseline = queued */
+#define LATE_SLACK_US 20000.0  /* ... and than baseline + 20ms (timer noise) */
+#define RATE_WINDOW_US 250000u /* completion-rate measurement window */
+#define SLOW_START_GAIN 0.5    /* growth per interval before any congestion */
+#define LATENCY_TOLERANCE 0.25 /* medians within +25% of baseline are not queueing */
+#define LATENCY_FLOOR_US                                                                                               \
+    2000.0                    /* ... nor within +2ms: a sub-millisecond backend's
                                   * jitter is not a queue worth shedding for */
-#define COLD_FACTOR 3.0          /* slow start: median above 3x the fastest first byte ... */
-#define COLD_SLACK_US 20000.0    /* ... and above it + 20ms = a queue in the server */
-#define PROBE_LATE_MULT 40.0     /* auto probe interval: at most 40 late thresholds */
+#define COLD_FACTOR 3.0       /* slow start: median above 3x the fastest first byte ... */
+#define COLD_SLACK_US 20000.0 /* ... and above it + 20ms = a queue in the server */
+#define PROBE_LATE_MULT 40.0  /* auto probe interval: at most 40 late thresholds */
 
 void admit_limiter_init(struct admit_limiter *l, const struct admit_limiter_conf *conf, const char *name,
                         uint64_t now_us)
@@ -322,8 +323,8 @@ static void grow(struct admit_limiter *l, uint64_t now_us, bool held)
          * 20 s streams the probe interval is 30 s). */
         l->probe_base = floor(l->limit);
         l->limit += l->probe_step;
-        double cap = beyond ? RP_MAX(1.0, SLOW_START_GAIN * floor(l->limit))
-                            : RP_MAX(1.0, sqrt((double)admit_limit(l)) / 2.0);
+        double cap =
+            beyond ? RP_MAX(1.0, SLOW_START_GAIN * floor(l->limit)) : RP_MAX(1.0, sqrt((double)admit_limit(l)) / 2.0);
         l->probe_step = (uint32_t)RP_MIN((double)l->probe_step * 2.0, cap);
         l->last_probe_us = now_us;
     }
@@ -365,8 +366,8 @@ static void flush_interval(struct admit_limiter *l, uint64_t now_us)
          * The queued medians are forgotten and the baseline restarts from
          * the fastest first byte; real medians replace it as soon as the
          * limit has come down. */
-        bool cold_queue = !l->congestion_seen && (double)med > COLD_FACTOR * l->fast_us &&
-                          (double)med > l->fast_us + COLD_SLACK_US;
+        bool cold_queue =
+            !l->congestion_seen && (double)med > COLD_FACTOR * l->fast_us && (double)med > l->fast_us + COLD_SLACK_US;
         if (cold_queue) {
             l->base_n = 0;
             l->base_pos = 0;
@@ -437,8 +438,8 @@ static void maybe_flush(struct admit_limiter *l, uint64_t now_us)
      * waiting for 16 samples or 5 intervals would let the limit grow once
      * per 500 ms while demand queues and is shed.  When requests do end,
      * their slots bring new samples: the interval fills as usual. */
-    bool complete = el >= iv && l->ns > 0 && l->done == l->int_done0 &&
-                    all_answered(l) && l->inflight >= admit_limit(l);
+    bool complete =
+        el >= iv && l->ns > 0 && l->done == l->int_done0 && all_answered(l) && l->inflight >= admit_limit(l);
     if (l->ns >= ADMIT_SAMPLES || (el >= iv && l->ns >= 16) || el >= 5 * iv || complete)
         flush_interval(l, now_us);
 }
@@ -548,8 +549,8 @@ void admit_limiter_tick(struct admit_limiter *l, uint64_t now_us)
  * count can neither be left behind by a path that forgot it nor taken
  * twice. */
 
-int admit_slot_take(struct admit_slot *s, struct admit_limiter *l, unsigned *server_inflight,
-                    uint64_t *total_inflight, uint64_t now_us)
+int admit_slot_take(struct admit_slot *s, struct admit_limiter *l, unsigned *server_inflight, uint64_t *total_inflight,
+                    uint64_t now_us)
 {
     /* A request holds at most one slot at a time. */
     RP_ASSERT(s->lim == NULL);

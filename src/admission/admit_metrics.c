@@ -141,7 +141,8 @@ void admit_metrics_render(struct sbuf *out, void *arg)
             for (int r = 1; r < ADMIT_NUM_REASONS; r++)
                 for (int c = 0; c < ADMIT_NUM_CLASSES; c++) {
                     label_name(&lb, "upstream", q->name);
-                    sbuf_printf(&lb, ",reason=\"%s\",class=\"%s\"", admit_reason_name((enum admit_reason)r), admit_class_name((enum admit_class)c));
+                    sbuf_printf(&lb, ",reason=\"%s\",class=\"%s\"", admit_reason_name((enum admit_reason)r),
+                                admit_class_name((enum admit_class)c));
                     metrics_sample_u64(out, "rampart_queue_refused_total", lb.data, q->dropped[r][c]);
                 }
         metrics_family(out, "rampart_queue_wait_seconds", "histogram",

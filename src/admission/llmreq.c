@@ -47,7 +47,8 @@ static int content_size(json_t *content, struct llmreq_info *out, uint64_t *extr
         return fail(out, "message content must be a string or an array of parts", "messages");
     size_t i;
     json_t *part;
-    json_array_foreach(content, i, part) {
+    json_array_foreach(content, i, part)
+    {
         if (!json_is_object(part))
             return fail(out, "message content parts must be objects", "messages");
         json_t *text = json_object_get(part, "text");
@@ -60,8 +61,7 @@ static int content_size(json_t *content, struct llmreq_info *out, uint64_t *extr
     return RP_OK;
 }
 
-static int get_count(json_t *root, const char *key, int64_t max, int64_t *v, struct llmreq_info *out,
-                     const char *msg)
+static int get_count(json_t *root, const char *key, int64_t max, int64_t *v, struct llmreq_info *out, const char *msg)
 {
     json_t *j = json_object_get(root, key);
     if (!j || json_is_null(j))
@@ -152,7 +152,8 @@ int llmreq_parse(const char *body, size_t len, struct llmreq_info *out)
         }
         size_t i;
         json_t *m;
-        json_array_foreach(j, i, m) {
+        json_array_foreach(j, i, m)
+        {
             if (!json_is_object(m)) {
                 rc = fail(out, "each message must be an object", "messages");
                 goto done;
@@ -422,8 +423,7 @@ static void sse_byte(struct llmreq_scan *s, char ch)
         }
         json_byte(s, ch);
         return;
-    default:
-        return;
+    default: return;
     }
 }
 

@@ -36,18 +36,18 @@
 #define LLMREQ_TOKENS_PER_IMAGE 85
 
 struct llmreq_info {
-    bool parsed;              /* false: too large to parse (estimates only) */
-    int64_t max_tokens;       /* max_completion_tokens, else max_tokens; -1 when absent */
-    uint32_t n;               /* choices requested, default 1 */
+    bool parsed;        /* false: too large to parse (estimates only) */
+    int64_t max_tokens; /* max_completion_tokens, else max_tokens; -1 when absent */
+    uint32_t n;         /* choices requested, default 1 */
     bool stream;
-    bool include_usage;       /* stream_options.include_usage */
+    bool include_usage; /* stream_options.include_usage */
     uint32_t messages;
-    uint64_t prompt_chars;    /* characters (code points) of text contents */
-    uint64_t prompt_tokens;   /* the estimate */
-    char model[128];          /* "" when absent; truncated if longer */
+    uint64_t prompt_chars;  /* characters (code points) of text contents */
+    uint64_t prompt_tokens; /* the estimate */
+    char model[128];        /* "" when absent; truncated if longer */
     /* on RP_ERR (answer 400 invalid_request_error): */
-    const char *error;        /* message (static text) */
-    const char *error_param;  /* offending field, or NULL for the body itself */
+    const char *error;       /* message (static text) */
+    const char *error_param; /* offending field, or NULL for the body itself */
 };
 
 /* RP_OK with *out filled, or RP_ERR when the body is not a JSON object or
@@ -59,13 +59,13 @@ int llmreq_parse(const char *body, size_t len, struct llmreq_info *out);
 struct llmreq_scan {
     bool sse;
     /* SSE framing */
-    uint8_t line;             /* internal line state */
+    uint8_t line; /* internal line state */
     uint8_t field_len;
     char field[8];
     bool saw_cr;
     bool ev_data, ev_content, ev_first_line;
     uint8_t head_len;
-    char head[8];             /* first bytes of the event's data */
+    char head[8]; /* first bytes of the event's data */
     /* JSON lexer */
     uint32_t depth, usage_depth;
     bool in_str, esc, after_str, in_num;
@@ -80,10 +80,10 @@ struct llmreq_scan {
     /* results */
     bool has_usage;
     int64_t prompt_tokens, completion_tokens, total_tokens; /* -1 unknown */
-    uint64_t data_events;     /* SSE events with data (excluding [DONE]) */
-    uint64_t content_events;  /* ... of which carried non-empty content */
-    uint64_t content_chars;   /* characters of content/text string values */
-    bool done;                /* SSE "[DONE]" seen */
+    uint64_t data_events;                                   /* SSE events with data (excluding [DONE]) */
+    uint64_t content_events;                                /* ... of which carried non-empty content */
+    uint64_t content_chars;                                 /* characters of content/text string values */
+    bool done;                                              /* SSE "[DONE]" seen */
 };
 
 void llmreq_scan_init(struct llmreq_scan *s, bool sse);
@@ -93,7 +93,6 @@ void llmreq_scan_finish(struct llmreq_scan *s);
 /* Tokens to settle: the reported usage when present (returns true), else
  * prompt_estimate and the streamed count (content events for SSE, content
  * characters / 4 for a JSON body). */
-bool llmreq_scan_usage(const struct llmreq_scan *s, uint64_t prompt_estimate, uint64_t *prompt,
-                       uint64_t *completion);
+bool llmreq_scan_usage(const struct llmreq_scan *s, uint64_t prompt_estimate, uint64_t *prompt, uint64_t *completion);
 
 #endif

@@ -115,8 +115,8 @@ uint64_t quota_need(const struct quota_limits *lim, int64_t max_tokens, uint32_t
     return out + prompt_tokens;
 }
 
-enum quota_result quota_reserve(struct quota_state *st, const struct quota_limits *lim, uint64_t need,
-                                uint64_t now_us, struct quota_ticket *t, struct quota_info *info)
+enum quota_result quota_reserve(struct quota_state *st, const struct quota_limits *lim, uint64_t need, uint64_t now_us,
+                                struct quota_ticket *t, struct quota_info *info)
 {
     struct quota_info scratch;
     if (!info)

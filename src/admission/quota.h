@@ -34,27 +34,27 @@ struct quota_limits {
 };
 
 struct quota_state {
-    double req;                  /* tokens in the request bucket */
-    double tok;                  /* tokens in the token bucket (may go negative: debt) */
-    uint64_t req_t, tok_t;       /* last refill */
+    double req;            /* tokens in the request bucket */
+    double tok;            /* tokens in the token bucket (may go negative: debt) */
+    uint64_t req_t, tok_t; /* last refill */
     bool init;
-    uint64_t reserved;           /* outstanding reservations (tokens) */
+    uint64_t reserved; /* outstanding reservations (tokens) */
     /* statistics (rendered per tenant) */
     uint64_t admitted, refused_requests, refused_tokens, refused_too_large;
-    uint64_t tokens_used;        /* settled usage */
+    uint64_t tokens_used; /* settled usage */
 };
 
 /* Per request, embedded in the proxy's request object. */
 struct quota_ticket {
-    uint64_t reserved;           /* tokens reserved */
+    uint64_t reserved; /* tokens reserved */
     bool active;
 };
 
 enum quota_result {
     QUOTA_OK = 0,
-    QUOTA_REQUESTS,              /* request rate exceeded -> 429 */
-    QUOTA_TOKENS,                /* token budget exhausted -> 429 */
-    QUOTA_TOO_LARGE,             /* the request alone exceeds the token budget -> 429, no Retry-After */
+    QUOTA_REQUESTS,  /* request rate exceeded -> 429 */
+    QUOTA_TOKENS,    /* token budget exhausted -> 429 */
+    QUOTA_TOO_LARGE, /* the request alone exceeds the token budget -> 429, no Retry-After */
 };
 const char *quota_result_name(enum quota_result r);
 
@@ -64,7 +64,7 @@ struct quota_info {
     uint64_t limit_requests, remaining_requests, reset_requests_ms;
     bool has_tokens;
     uint64_t limit_tokens, remaining_tokens, reset_tokens_ms;
-    uint32_t retry_after_s;      /* on refusal; 0 when waiting cannot help */
+    uint32_t retry_after_s; /* on refusal; 0 when waiting cannot help */
 };
 
 /* Tokens to reserve for a request: max_tokens (or the default when < 0)
@@ -74,8 +74,8 @@ uint64_t quota_need(const struct quota_limits *lim, int64_t max_tokens, uint32_t
 /* Check both buckets and, if both allow, charge one request and need
  * tokens (all or nothing).  Fills info (headers; retry_after on refusal).
  * Returns QUOTA_OK or why not. */
-enum quota_result quota_reserve(struct quota_state *st, const struct quota_limits *lim, uint64_t need,
-                                uint64_t now_us, struct quota_ticket *t, struct quota_info *info);
+enum quota_result quota_reserve(struct quota_state *st, const struct quota_limits *lim, uint64_t need, uint64_t now_us,
+                                struct quota_ticket *t, struct quota_info *info);
 /* The response ended: replace the reservation by used tokens. */
 void quota_settle(struct quota_state *st, const struct quota_limits *lim, struct quota_ticket *t, uint64_t used,
                   uint64_t now_us);

@@ -30,8 +30,8 @@
 #include "metrics.h"
 #include "util.h"
 
-#define TENANT_MAX_KEYS 100000    /* configured key digests in total */
-#define TENANT_MAX_ENTRIES 10000  /* configured tenants */
+#define TENANT_MAX_KEYS 100000   /* configured key digests in total */
+#define TENANT_MAX_ENTRIES 10000 /* configured tenants */
 #define KEY_FILE_MAX (1024 * 1024)
 
 /* ---- configuration ----------------------------------------------------------
@@ -46,17 +46,16 @@
 static const char *const class_names[] = {"critical", "interactive", "batch", NULL};
 static const char *const ident_names[] = {"api_key", "header", "address", NULL};
 
-#define POLICY_FIELDS(type, path)                                                                                \
-    CONF_FIELD_ENUM("class", type, path cls, class_names, ADMIT_INTERACTIVE),                                     \
-    CONF_FIELD_ENUM("max_class", type, path max_class, class_names, ADMIT_INTERACTIVE),                           \
-    CONF_FIELD_BOOL("allow_priority_header", type, path allow_priority_header, false),                            \
-    CONF_FIELD_UINT("weight", type, path weight, 1, 1000, 1),                                                      \
-    /* The request rate and its burst depend on each other: policy_cross(). */                                    \
-    CONF_FIELD_IGNORE("requests_per_second"),                                                                      \
-    CONF_FIELD_IGNORE("requests_per_minute"),                                                                      \
-    CONF_FIELD_IGNORE("burst"),                                                                                    \
-    CONF_FIELD_UINT("tokens_per_minute", type, path quota.tpm, 0, 1000000000000ull, 0),                           \
-    CONF_FIELD_UINT("max_tokens_default", type, path quota.max_tokens_default, 1, 10000000, 4096)
+#define POLICY_FIELDS(type, path)                                                                                      \
+    CONF_FIELD_ENUM("class", type, path cls, class_names, ADMIT_INTERACTIVE),                                          \
+        CONF_FIELD_ENUM("max_class", type, path max_class, class_names, ADMIT_INTERACTIVE),                            \
+        CONF_FIELD_BOOL("allow_priority_header", type, path allow_priority_header, false),                             \
+        CONF_FIELD_UINT("weight", type, path weight, 1, 1000,                                                          \
+                        1), /* The request rate and its burst depend on each other: policy_cross(). */                 \
+        CONF_FIELD_IGNORE("requests_per_second"), CONF_FIELD_IGNORE("requests_per_minute"),                            \
+        CONF_FIELD_IGNORE("burst"),                                                                                    \
+        CONF_FIELD_UINT("tokens_per_minute", type, path quota.tpm, 0, 1000000000000ull, 0),                            \
+        CONF_FIELD_UINT("max_tokens_default", type, path quota.max_tokens_default, 1, 10000000, 4096)
 
 static const struct conf_field policy_fields[] = {
     POLICY_FIELDS(struct tenant_policy, ),
@@ -374,8 +373,7 @@ static const struct conf_field entry_fields[] = {
     CONF_FIELD_END,
 };
 
-static int parse_entry(struct conf_doc *doc, const struct conf_node *n, struct tenant_conf *c,
-                       struct tenant_entry *e)
+static int parse_entry(struct conf_doc *doc, const struct conf_node *n, struct tenant_conf *c, struct tenant_entry *e)
 {
     if (conf_expect_map(doc, n) != RP_OK)
         return RP_ERR;
@@ -861,9 +859,7 @@ static void render_one(struct sbuf *out, struct sbuf *lb, const struct tenant *t
     sbuf_adds(lb, "\"");
     size_t base = lb->len;
     switch (what) {
-    case 0:
-        metrics_sample_u64(out, "rampart_tenant_requests_total", lb->data, t->requests);
-        break;
+    case 0: metrics_sample_u64(out, "rampart_tenant_requests_total", lb->data, t->requests); break;
     case 1: {
         const char *rs[] = {"requests", "tokens", "too_large", "overload"};
         uint64_t vs[] = {t->quota.refused_requests, t->quota.refused_tokens, t->quota.refused_too_large,
@@ -884,9 +880,7 @@ static void render_one(struct sbuf *out, struct sbuf *lb, const struct tenant *t
         sbuf_adds(lb, ",kind=\"completion\"");
         metrics_sample_u64(out, "rampart_tenant_tokens_total", lb->data, t->tokens_completion);
         break;
-    case 3:
-        metrics_sample_u64(out, "rampart_tenant_reserved_tokens", lb->data, t->quota.reserved);
-        break;
+    case 3: metrics_sample_u64(out, "rampart_tenant_reserved_tokens", lb->data, t->quota.reserved); break;
     }
 }
 

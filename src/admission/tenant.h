@@ -35,39 +35,39 @@
 #include "quota.h"
 
 #define TENANT_NAME_MAX 48
-#define TENANT_ID_LEN 16       /* bytes of salted digest kept */
+#define TENANT_ID_LEN 16 /* bytes of salted digest kept */
 #define TENANT_MAX_CREDENTIAL 4096
 
 enum tenant_ident { TENANT_BY_API_KEY = 0, TENANT_BY_HEADER, TENANT_BY_ADDRESS };
 
 struct tenant_policy {
-    char name[TENANT_NAME_MAX];  /* configured name ("" for the defaults) */
-    enum admit_class cls;        /* class of its requests, default interactive */
-    enum admit_class max_class;  /* best class a priority header may ask for */
+    char name[TENANT_NAME_MAX]; /* configured name ("" for the defaults) */
+    enum admit_class cls;       /* class of its requests, default interactive */
+    enum admit_class max_class; /* best class a priority header may ask for */
     bool allow_priority_header;
-    uint32_t weight;             /* fair-queueing share, default 1 */
+    uint32_t weight; /* fair-queueing share, default 1 */
     struct quota_limits quota;
 };
 
 struct tenant_net {
-    int family;                  /* AF_INET or AF_INET6 */
+    int family; /* AF_INET or AF_INET6 */
     uint8_t addr[16];
     unsigned prefix;
 };
 
 struct tenant_entry {
     struct tenant_policy policy;
-    uint8_t (*keys)[32];         /* SHA-256 of API keys / header values */
+    uint8_t (*keys)[32]; /* SHA-256 of API keys / header values */
     size_t nkeys;
-    struct tenant_net *nets;     /* identify: address */
+    struct tenant_net *nets; /* identify: address */
     size_t nnets;
 };
 
 struct tenant_conf {
     enum tenant_ident ident;
-    char header[64];             /* identify: header -> its name */
-    char priority_header[64];    /* default "x-priority" */
-    uint32_t max_tracked;        /* default 1024 */
+    char header[64];          /* identify: header -> its name */
+    char priority_header[64]; /* default "x-priority" */
+    uint32_t max_tracked;     /* default 1024 */
     struct tenant_policy defaults;
     struct tenant_entry *entries;
     size_t nentries;
@@ -85,11 +85,11 @@ struct tenant {
     char label[TENANT_NAME_MAX]; /* configured name, "t-xxxxxx" or "other" */
     const struct tenant_policy *policy;
     struct quota_state quota;
-    uint32_t refs;               /* live requests holding it */
+    uint32_t refs; /* live requests holding it */
     uint64_t last_used_us;
     bool configured, other, in_table;
-    struct tenant *hnext;        /* id hash chain */
-    struct tenant *lprev, *lnext;/* idle LRU */
+    struct tenant *hnext;         /* id hash chain */
+    struct tenant *lprev, *lnext; /* idle LRU */
     /* statistics, updated by the proxy */
     uint64_t requests;
     uint64_t refused_overload;
@@ -98,9 +98,9 @@ struct tenant {
 
 /* What the proxy knows of a request (views into its buffers). */
 struct tenant_req {
-    const char *authorization;   /* Authorization value, or NULL */
+    const char *authorization; /* Authorization value, or NULL */
     size_t authorization_len;
-    const char *header;          /* the configured identity header's value, or NULL */
+    const char *header; /* the configured identity header's value, or NULL */
     size_t header_len;
     const struct sockaddr *addr; /* client address */
     socklen_t addrlen;

@@ -20,10 +20,10 @@
 #include <sys/types.h>
 
 struct buf {
-    char *start;   /* first byte of storage */
-    char *pos;     /* first unconsumed byte */
-    char *last;    /* one past the last valid byte */
-    char *end;     /* one past the storage */
+    char *start; /* first byte of storage */
+    char *pos;   /* first unconsumed byte */
+    char *last;  /* one past the last valid byte */
+    char *end;   /* one past the storage */
 };
 
 #define BUF_DEFAULT_SIZE (16 * 1024)
@@ -32,10 +32,22 @@ struct buf {
 void buf_alloc(struct buf *b);
 void buf_alloc_size(struct buf *b, size_t size);
 void buf_release(struct buf *b);
-static inline size_t buf_len(const struct buf *b) { return (size_t)(b->last - b->pos); }
-static inline size_t buf_free_tail(const struct buf *b) { return (size_t)(b->end - b->last); }
-static inline bool buf_empty(const struct buf *b) { return b->pos == b->last; }
-static inline void buf_reset(struct buf *b) { b->pos = b->last = b->start; }
+static inline size_t buf_len(const struct buf *b)
+{
+    return (size_t)(b->last - b->pos);
+}
+static inline size_t buf_free_tail(const struct buf *b)
+{
+    return (size_t)(b->end - b->last);
+}
+static inline bool buf_empty(const struct buf *b)
+{
+    return b->pos == b->last;
+}
+static inline void buf_reset(struct buf *b)
+{
+    b->pos = b->last = b->start;
+}
 /* Move pending bytes to the start so the whole free space is at the tail. */
 void buf_compact(struct buf *b);
 /* Consume n bytes from the front (resets to start when emptied). */
@@ -52,8 +64,8 @@ struct sbuf {
     char *data;
     size_t len;
     size_t cap;
-    size_t max;      /* hard cap; 0 means 16 MiB */
-    bool truncated;  /* an append did not fit under max */
+    size_t max;     /* hard cap; 0 means 16 MiB */
+    bool truncated; /* an append did not fit under max */
 };
 
 void sbuf_init(struct sbuf *s, size_t max);

@@ -1227,9 +1227,21 @@ static void field_store_uint(void *base, const struct conf_field *f, uint64_t v)
 {
     char *p = (char *)base + f->offset;
     switch (f->size) {
-    case 1: { uint8_t x = (uint8_t)v; memcpy(p, &x, 1); break; }
-    case 2: { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
-    case 4: { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); break; }
+    case 1: {
+        uint8_t x = (uint8_t)v;
+        memcpy(p, &x, 1);
+        break;
+    }
+    case 2: {
+        uint16_t x = (uint16_t)v;
+        memcpy(p, &x, 2);
+        break;
+    }
+    case 4: {
+        uint32_t x = (uint32_t)v;
+        memcpy(p, &x, 4);
+        break;
+    }
     default: memcpy(p, &v, 8); break;
     }
 }
@@ -1238,10 +1250,26 @@ static uint64_t field_load_uint(const void *base, const struct conf_field *f)
 {
     const char *p = (const char *)base + f->offset;
     switch (f->size) {
-    case 1: { uint8_t x; memcpy(&x, p, 1); return x; }
-    case 2: { uint16_t x; memcpy(&x, p, 2); return x; }
-    case 4: { uint32_t x; memcpy(&x, p, 4); return x; }
-    default: { uint64_t x; memcpy(&x, p, 8); return x; }
+    case 1: {
+        uint8_t x;
+        memcpy(&x, p, 1);
+        return x;
+    }
+    case 2: {
+        uint16_t x;
+        memcpy(&x, p, 2);
+        return x;
+    }
+    case 4: {
+        uint32_t x;
+        memcpy(&x, p, 4);
+        return x;
+    }
+    default: {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        return x;
+    }
     }
 }
 
@@ -1276,12 +1304,8 @@ void conf_fields_defaults(const struct conf_field *fields, void *base)
         }
         case CONF_F_UINT:
         case CONF_F_DURATION:
-        case CONF_F_SIZE:
-            field_store_uint(base, f, f->def);
-            break;
-        case CONF_F_DOUBLE:
-            memcpy(p, &f->ddef, sizeof f->ddef);
-            break;
+        case CONF_F_SIZE: field_store_uint(base, f, f->def); break;
+        case CONF_F_DOUBLE: memcpy(p, &f->ddef, sizeof f->ddef); break;
         case CONF_F_ENUM: {
             int e = (int)f->def;
             memcpy(p, &e, sizeof e);
@@ -1297,8 +1321,7 @@ void conf_fields_defaults(const struct conf_field *fields, void *base)
                 p[n] = '\0';
             }
             break;
-        default:
-            break;
+        default: break;
         }
     }
 }
@@ -1377,15 +1400,12 @@ static int field_parse(struct conf_doc *doc, const struct conf_node *n, const st
         memcpy(p, v, len + 1);
         return RP_OK;
     }
-    case CONF_F_CUSTOM:
-        return f->parse ? f->parse(doc, n, base) : RP_OK;
-    default:
-        return RP_OK;
+    case CONF_F_CUSTOM: return f->parse ? f->parse(doc, n, base) : RP_OK;
+    default: return RP_OK;
     }
 }
 
-int conf_fields_parse(struct conf_doc *doc, const struct conf_node *node, const struct conf_field *fields,
-                      void *base)
+int conf_fields_parse(struct conf_doc *doc, const struct conf_node *node, const struct conf_field *fields, void *base)
 {
     if (!node)
         return RP_OK;

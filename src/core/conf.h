@@ -146,16 +146,16 @@ int conf_format_duration(char *buf, size_t cap, uint64_t us);
  * still owns the key, and its parse function reads the node. */
 
 enum conf_field_kind {
-    CONF_F_END = 0,   /* table terminator */
-    CONF_F_BOOL,      /* bool */
-    CONF_F_UINT,      /* unsigned integer of size 1, 2, 4 or 8 bytes, in [min, max] */
-    CONF_F_DOUBLE,    /* double, in [dmin, dmax] */
-    CONF_F_DURATION,  /* uint64_t microseconds, in [min, max] */
-    CONF_F_SIZE,      /* unsigned integer (4 or 8 bytes) of bytes ("16k"), in [min, max] */
-    CONF_F_ENUM,      /* int: index into names[] */
-    CONF_F_STRBUF,    /* char[size]: copied, refused when it does not fit; min is the least length */
-    CONF_F_CUSTOM,    /* parse(doc, node, base) when the key is present */
-    CONF_F_IGNORE,    /* accepted here, parsed by someone else (documented at the row) */
+    CONF_F_END = 0,  /* table terminator */
+    CONF_F_BOOL,     /* bool */
+    CONF_F_UINT,     /* unsigned integer of size 1, 2, 4 or 8 bytes, in [min, max] */
+    CONF_F_DOUBLE,   /* double, in [dmin, dmax] */
+    CONF_F_DURATION, /* uint64_t microseconds, in [min, max] */
+    CONF_F_SIZE,     /* unsigned integer (4 or 8 bytes) of bytes ("16k"), in [min, max] */
+    CONF_F_ENUM,     /* int: index into names[] */
+    CONF_F_STRBUF,   /* char[size]: copied, refused when it does not fit; min is the least length */
+    CONF_F_CUSTOM,   /* parse(doc, node, base) when the key is present */
+    CONF_F_IGNORE,   /* accepted here, parsed by someone else (documented at the row) */
 };
 
 struct conf_field {
@@ -171,38 +171,59 @@ struct conf_field {
 };
 
 #define CONF_MEMBER_SIZE(type, member) sizeof(((type *)0)->member)
-#define CONF_FIELD_BOOL(k, type, m, d)                                                                       \
-    {.key = (k), .kind = CONF_F_BOOL, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),          \
-     .def = (d)}
-#define CONF_FIELD_UINT(k, type, m, lo, hi, d)                                                               \
-    {.key = (k), .kind = CONF_F_UINT, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),          \
-     .min = (lo), .max = (hi), .def = (d)}
-#define CONF_FIELD_DOUBLE(k, type, m, lo, hi, d)                                                             \
-    {.key = (k), .kind = CONF_F_DOUBLE, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),        \
-     .dmin = (lo), .dmax = (hi), .ddef = (d)}
-#define CONF_FIELD_DURATION(k, type, m, lo, hi, d)                                                           \
-    {.key = (k), .kind = CONF_F_DURATION, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),      \
-     .min = (lo), .max = (hi), .def = (d)}
-#define CONF_FIELD_SIZE(k, type, m, lo, hi, d)                                                               \
-    {.key = (k), .kind = CONF_F_SIZE, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),          \
-     .min = (lo), .max = (hi), .def = (d)}
-#define CONF_FIELD_ENUM(k, type, m, nm, d)                                                                   \
-    {.key = (k), .kind = CONF_F_ENUM, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),          \
-     .names = (nm), .def = (d)}
-#define CONF_FIELD_STRBUF(k, type, m, minlen, d)                                                             \
-    {.key = (k), .kind = CONF_F_STRBUF, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),        \
-     .min = (minlen), .sdef = (d)}
-#define CONF_FIELD_CUSTOM(k, fn) {.key = (k), .kind = CONF_F_CUSTOM, .parse = (fn)}
-#define CONF_FIELD_IGNORE(k) {.key = (k), .kind = CONF_F_IGNORE}
-#define CONF_FIELD_END {.key = NULL, .kind = CONF_F_END}
+#define CONF_FIELD_BOOL(k, type, m, d)                                                                                 \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_BOOL, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m), .def = (d)    \
+    }
+#define CONF_FIELD_UINT(k, type, m, lo, hi, d)                                                                         \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_UINT, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m), .min = (lo),  \
+        .max = (hi), .def = (d)                                                                                        \
+    }
+#define CONF_FIELD_DOUBLE(k, type, m, lo, hi, d)                                                                       \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_DOUBLE, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),             \
+        .dmin = (lo), .dmax = (hi), .ddef = (d)                                                                        \
+    }
+#define CONF_FIELD_DURATION(k, type, m, lo, hi, d)                                                                     \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_DURATION, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),           \
+        .min = (lo), .max = (hi), .def = (d)                                                                           \
+    }
+#define CONF_FIELD_SIZE(k, type, m, lo, hi, d)                                                                         \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_SIZE, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m), .min = (lo),  \
+        .max = (hi), .def = (d)                                                                                        \
+    }
+#define CONF_FIELD_ENUM(k, type, m, nm, d)                                                                             \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_ENUM, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),               \
+        .names = (nm), .def = (d)                                                                                      \
+    }
+#define CONF_FIELD_STRBUF(k, type, m, minlen, d)                                                                       \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_STRBUF, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),             \
+        .min = (minlen), .sdef = (d)                                                                                   \
+    }
+#define CONF_FIELD_CUSTOM(k, fn)                                                                                       \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_CUSTOM, .parse = (fn)                                                               \
+    }
+#define CONF_FIELD_IGNORE(k)                                                                                           \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_IGNORE                                                                              \
+    }
+#define CONF_FIELD_END                                                                                                 \
+    {                                                                                                                  \
+        .key = NULL, .kind = CONF_F_END                                                                                \
+    }
 
 /* Store every row's default in base (custom and ignored rows untouched). */
 void conf_fields_defaults(const struct conf_field *fields, void *base);
 /* node must be a map (NULL: nothing to do, RP_OK).  Records "unknown key"
  * for keys not in the table, then parses every present key into base;
  * absent keys keep what base holds.  RP_OK when no error was recorded. */
-int conf_fields_parse(struct conf_doc *doc, const struct conf_node *node, const struct conf_field *fields,
-                      void *base);
+int conf_fields_parse(struct conf_doc *doc, const struct conf_node *node, const struct conf_field *fields, void *base);
 /* The row for key, or NULL (for documentation and tests). */
 const struct conf_field *conf_field_find(const struct conf_field *fields, const char *key);
 

@@ -30,10 +30,10 @@
 struct ev_fd {
     ev_io_cb cb;
     void *arg;
-    uint32_t mask;    /* wanted interest */
-    uint32_t reg;     /* interest epoll currently has */
+    uint32_t mask; /* wanted interest */
+    uint32_t reg;  /* interest epoll currently has */
     bool active;
-    bool pending;     /* listed in loop->changes */
+    bool pending; /* listed in loop->changes */
 };
 
 struct ev_loop {
@@ -44,7 +44,7 @@ struct ev_loop {
     size_t heap_len, heap_cap;
     uint64_t now_us;
     bool stop;
-    int *changes;     /* fds whose wanted mask may differ from reg */
+    int *changes; /* fds whose wanted mask may differ from reg */
     size_t num_changes, changes_cap;
     struct epoll_event events[EV_BATCH];
 };

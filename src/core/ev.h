@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EV_READ  0x1u
+#define EV_READ 0x1u
 #define EV_WRITE 0x2u
 #define EV_ERROR 0x4u /* reported only: EPOLLERR or EPOLLHUP */
 
@@ -28,8 +28,8 @@ struct ev_timer;
 typedef void (*ev_timer_cb)(struct ev_loop *loop, struct ev_timer *t, void *arg);
 
 struct ev_timer {
-    uint64_t when_us;  /* absolute monotonic deadline */
-    size_t heap_idx;   /* position in the heap, (size_t)-1 when not armed */
+    uint64_t when_us; /* absolute monotonic deadline */
+    size_t heap_idx;  /* position in the heap, (size_t)-1 when not armed */
     ev_timer_cb cb;
     void *arg;
 };
@@ -60,7 +60,10 @@ void ev_timer_arm(struct ev_loop *loop, struct ev_timer *t, uint64_t delay_us);
 /* Arm at an absolute monotonic time. */
 void ev_timer_arm_at(struct ev_loop *loop, struct ev_timer *t, uint64_t when_us);
 void ev_timer_cancel(struct ev_loop *loop, struct ev_timer *t);
-static inline bool ev_timer_armed(const struct ev_timer *t) { return t->heap_idx != (size_t)-1; }
+static inline bool ev_timer_armed(const struct ev_timer *t)
+{
+    return t->heap_idx != (size_t)-1;
+}
 
 /* Monotonic time cached at the start of each iteration (and refreshed after
  * epoll_wait); cheap to call on hot paths. */

@@ -68,9 +68,9 @@ int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len)
         /* ECONNABORTED: the peer reset before we accepted; there may be
          * more behind it, so this is "nothing now", not a failure.  The
          * network errors accept(2) lists as pending are the same case. */
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED || errno == EPROTO ||
-            errno == ENETDOWN || errno == ENOPROTOOPT || errno == EHOSTDOWN || errno == ENONET ||
-            errno == EHOSTUNREACH || errno == EOPNOTSUPP || errno == ENETUNREACH)
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN ||
+            errno == ENOPROTOOPT || errno == EHOSTDOWN || errno == ENONET || errno == EHOSTUNREACH ||
+            errno == EOPNOTSUPP || errno == ENETUNREACH)
             return RP_AGAIN;
         return RP_ERR;
     }

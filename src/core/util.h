@@ -21,8 +21,8 @@
 #include <stdbool.h>
 #include <stdarg.h>
 
-#define RP_OK     0
-#define RP_ERR   (-1)
+#define RP_OK 0
+#define RP_ERR (-1)
 #define RP_AGAIN (-2)
 
 #define RP_VERSION "0.1.0"

@@ -35,6 +35,7 @@
 /* ---- character classes ---- */
 
 /* tchar (RFC 9110 5.6.2) */
+/* clang-format off */
 static const unsigned char tok_tab[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
     ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
@@ -69,8 +70,9 @@ static const unsigned char hex_tab[256] = {
     ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
     ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
+/* clang-format on */
 
-#define ONES  0x0101010101010101ull
+#define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
 /* Does the word hold a byte < 0x20 or == 0x7f?  Exact as a yes/no answer
@@ -197,10 +199,10 @@ enum {
 
 /* h1_parse_state.flags */
 #define PF_RESPONSE 0x01u
-#define PF_CL       0x02u
-#define PF_TE       0x04u
-#define PF_CHUNKED  0x08u
-#define PF_HOST     0x10u
+#define PF_CL 0x02u
+#define PF_TE 0x04u
+#define PF_CHUNKED 0x08u
+#define PF_HOST 0x10u
 
 /* Status/reason carried out of the helpers that apply header semantics. */
 struct verdict {
@@ -367,8 +369,7 @@ static bool apply_header(struct h1_message *m, const struct h1_header *h, struct
         if (EQ_LIT(n, 17, "transfer-encoding"))
             return apply_transfer_encoding(m, h->value, vd);
         break;
-    default:
-        break;
+    default: break;
     }
     return true;
 }
@@ -407,8 +408,7 @@ static bool target_form_ok(struct h1_str method, const unsigned char *t, size_t 
         unsigned char c = t[i];
         if (c == ':')
             return i + 1 < len;
-        if (!(((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' ||
-              c == '.'))
+        if (!(((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'))
             return false;
     }
     return false;
@@ -472,14 +472,14 @@ static size_t lim_or(size_t v, size_t dflt)
     return v ? v : dflt;
 }
 
-#define FAIL(st, msg)                                                                                            \
-    do {                                                                                                         \
-        vd = (struct verdict){(st), (msg)};                                                                      \
-        goto fail;                                                                                               \
+#define FAIL(st, msg)                                                                                                  \
+    do {                                                                                                               \
+        vd = (struct verdict){(st), (msg)};                                                                            \
+        goto fail;                                                                                                     \
     } while (0)
 
-static int parse_head(const char *buf, size_t len, struct h1_message *m, const struct h1_limits *lim,
-                      bool response, bool head_request)
+static int parse_head(const char *buf, size_t len, struct h1_message *m, const struct h1_limits *lim, bool response,
+                      bool head_request)
 {
     struct h1_parse_state *ps = &m->parse;
     size_t max_hdr = H1_DEFAULT_MAX_HEADER_BYTES, max_fields = H1_DEFAULT_MAX_HEADERS, max_uri = H1_DEFAULT_MAX_URI;
@@ -710,8 +710,7 @@ static int parse_head(const char *buf, size_t len, struct h1_message *m, const s
                 goto fail;
             ps->state = S_BEGIN; /* a later call starts over */
             return (int)(p - b);
-        default:
-            FAIL(400, "parser state corrupted");
+        default: FAIL(400, "parser state corrupted");
         }
     }
 
@@ -750,11 +749,11 @@ int h1_parse_response(const char *buf, size_t len, struct h1_message *msg, const
 enum {
     C_SIZE0 = 0, /* first byte of a chunk-size line */
     C_SIZE,
-    C_WS_SEMI,   /* BWS after the size or a value: only ';' may follow */
-    C_EXT_PRE,   /* after ';': BWS then ext-name */
+    C_WS_SEMI, /* BWS after the size or a value: only ';' may follow */
+    C_EXT_PRE, /* after ';': BWS then ext-name */
     C_EXT_NAME,
-    C_EXT_POST,  /* BWS after ext-name: '=' or ';' */
-    C_EXT_PREVAL,/* after '=': BWS then token or quoted-string */
+    C_EXT_POST,   /* BWS after ext-name: '=' or ';' */
+    C_EXT_PREVAL, /* after '=': BWS then token or quoted-string */
     C_EXT_TOKV,
     C_EXT_QSTR,
     C_EXT_QESC,
@@ -1016,9 +1015,7 @@ ssize_t h1_chunked_feed(struct h1_chunked *c, const char *buf, size_t len, h1_da
             c->state = C_DONE;
             c->done = true;
             return (ssize_t)(p - b);
-        default:
-            why = "decoder state corrupted";
-            goto fail;
+        default: why = "decoder state corrupted"; goto fail;
         }
     }
     return (ssize_t)(p - b);
@@ -1058,22 +1055,14 @@ bool h1_list_has_token(struct h1_str value, const char *token)
 bool h1_is_hop_by_hop(struct h1_str name)
 {
     switch (name.len) {
-    case 2:
-        return EQ_LIT(name.p, name.len, "te");
-    case 7:
-        return EQ_LIT(name.p, name.len, "trailer") || EQ_LIT(name.p, name.len, "upgrade");
-    case 10:
-        return EQ_LIT(name.p, name.len, "connection") || EQ_LIT(name.p, name.len, "keep-alive");
-    case 16:
-        return EQ_LIT(name.p, name.len, "proxy-connection");
-    case 17:
-        return EQ_LIT(name.p, name.len, "transfer-encoding");
-    case 18:
-        return EQ_LIT(name.p, name.len, "proxy-authenticate");
-    case 19:
-        return EQ_LIT(name.p, name.len, "proxy-authorization");
-    default:
-        return false;
+    case 2: return EQ_LIT(name.p, name.len, "te");
+    case 7: return EQ_LIT(name.p, name.len, "trailer") || EQ_LIT(name.p, name.len, "upgrade");
+    case 10: return EQ_LIT(name.p, name.len, "connection") || EQ_LIT(name.p, name.len, "keep-alive");
+    case 16: return EQ_LIT(name.p, name.len, "proxy-connection");
+    case 17: return EQ_LIT(name.p, name.len, "transfer-encoding");
+    case 18: return EQ_LIT(name.p, name.len, "proxy-authenticate");
+    case 19: return EQ_LIT(name.p, name.len, "proxy-authorization");
+    default: return false;
     }
 }
 
@@ -1141,8 +1130,8 @@ static bool put(char **o, char *e, const char *s, size_t n)
     return true;
 }
 
-ssize_t h1_write_response_head(char *out, size_t cap, int status, const char *reason,
-                               const struct h1_header *headers, size_t n)
+ssize_t h1_write_response_head(char *out, size_t cap, int status, const char *reason, const struct h1_header *headers,
+                               size_t n)
 {
     char *o = out, *e = out + cap;
     char code[4];

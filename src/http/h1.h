@@ -74,16 +74,16 @@ struct h1_limits {
 #define H1_DEFAULT_MAX_URI (8 * 1024)
 
 enum h1_framing {
-    H1_BODY_NONE = 0,   /* no body */
-    H1_BODY_LENGTH,     /* content_length bytes */
-    H1_BODY_CHUNKED,    /* chunked coding; see h1_chunked_* */
-    H1_BODY_CLOSE,      /* responses only: body runs until the peer closes */
+    H1_BODY_NONE = 0, /* no body */
+    H1_BODY_LENGTH,   /* content_length bytes */
+    H1_BODY_CHUNKED,  /* chunked coding; see h1_chunked_* */
+    H1_BODY_CLOSE,    /* responses only: body runs until the peer closes */
 };
 
 /* Connection option flags seen in Connection headers. */
-#define H1_CONN_CLOSE      0x1u
+#define H1_CONN_CLOSE 0x1u
 #define H1_CONN_KEEP_ALIVE 0x2u
-#define H1_CONN_UPGRADE    0x4u
+#define H1_CONN_UPGRADE 0x4u
 
 struct h1_message {
     /* request line (requests) */
@@ -100,11 +100,11 @@ struct h1_message {
 
     /* semantics derived while parsing */
     enum h1_framing framing;
-    uint64_t content_length;   /* valid when framing == H1_BODY_LENGTH */
-    bool keep_alive;           /* per version and Connection options */
-    bool expect_continue;      /* requests: Expect: 100-continue */
-    uint32_t conn_flags;       /* H1_CONN_* */
-    struct h1_str host;        /* requests: the Host value, if any */
+    uint64_t content_length; /* valid when framing == H1_BODY_LENGTH */
+    bool keep_alive;         /* per version and Connection options */
+    bool expect_continue;    /* requests: Expect: 100-continue */
+    uint32_t conn_flags;     /* H1_CONN_* */
+    struct h1_str host;      /* requests: the Host value, if any */
 
     /* set when RP_ERR is returned */
     int error_status;
@@ -113,11 +113,11 @@ struct h1_message {
     /* Parser progress kept between calls that return RP_AGAIN.  Private to
      * h1.c; h1_message_init (or zeroing) resets it. */
     struct h1_parse_state {
-        const char *base;   /* buffer address of the previous call */
-        size_t off;         /* bytes of it already parsed */
-        size_t mark;        /* start of the token being parsed */
-        uint16_t state;     /* 0: start of message */
-        uint16_t flags;     /* framing headers seen so far */
+        const char *base; /* buffer address of the previous call */
+        size_t off;       /* bytes of it already parsed */
+        size_t mark;      /* start of the token being parsed */
+        uint16_t state;   /* 0: start of message */
+        uint16_t flags;   /* framing headers seen so far */
     } parse;
 };
 
@@ -217,7 +217,7 @@ bool h1_authority_form(const char *target, size_t len);
  * or RP_ERR when it does not fit, status is not 100-999, a name is not a
  * token, or a value or the reason holds CR, LF or another control
  * character (a header can never split the response). */
-ssize_t h1_write_response_head(char *out, size_t cap, int status, const char *reason,
-                               const struct h1_header *headers, size_t n);
+ssize_t h1_write_response_head(char *out, size_t cap, int status, const char *reason, const struct h1_header *headers,
+                               size_t n);
 
 #endif

@@ -58,14 +58,14 @@
 #define HTTPD_DEFAULT_IDLE_US (30 * 1000000ull)
 #define HTTPD_DEFAULT_REQUEST_US (10 * 1000000ull)
 
-#define HTTPD_ACCEPT_BATCH 64          /* accepts per wakeup */
-#define HTTPD_PIPELINE_BUDGET 8        /* requests answered per wakeup */
+#define HTTPD_ACCEPT_BATCH 64           /* accepts per wakeup */
+#define HTTPD_PIPELINE_BUDGET 8         /* requests answered per wakeup */
 #define HTTPD_WRITE_BUDGET (512 * 1024) /* response bytes written per wakeup */
-#define HTTPD_ACCEPT_PAUSE_US 100000   /* back-off when out of descriptors */
-#define HTTPD_LINGER_US 2000000        /* how long a closing connection drains */
+#define HTTPD_ACCEPT_PAUSE_US 100000    /* back-off when out of descriptors */
+#define HTTPD_LINGER_US 2000000         /* how long a closing connection drains */
 #define HTTPD_LINGER_MAX_BYTES (1024 * 1024)
 #define HTTPD_KEEP_BODY_CAP (64 * 1024) /* larger response buffers are freed after use */
-#define HTTPD_MAX_RESPONSE (64u << 20) /* a handler's body beyond this is a 500 */
+#define HTTPD_MAX_RESPONSE (64u << 20)  /* a handler's body beyond this is a 500 */
 
 enum conn_state { C_HEAD, C_BODY, C_WRITE, C_LINGER };
 
@@ -74,11 +74,11 @@ struct httpd_conn {
     struct httpd_conn *prev, *next;
     int fd;
     enum conn_state state;
-    bool req_started;   /* bytes of a request have arrived (request timer runs) */
-    bool close_after;   /* close once the current response is written */
-    bool head_req;      /* current request is HEAD: no body bytes in the response */
-    bool rd_eof;        /* the client shut down its side: answer what is buffered, then close */
-    bool head_parsing;  /* msg holds the parser's progress on a partial head */
+    bool req_started;  /* bytes of a request have arrived (request timer runs) */
+    bool close_after;  /* close once the current response is written */
+    bool head_req;     /* current request is HEAD: no body bytes in the response */
+    bool rd_eof;       /* the client shut down its side: answer what is buffered, then close */
+    bool head_parsing; /* msg holds the parser's progress on a partial head */
     struct ev_timer timer;
     struct buf in;
     char peer[NET_ADDR_TEXT_MAX];
@@ -86,11 +86,11 @@ struct httpd_conn {
     /* request being read */
     struct h1_message msg;
     struct h1_header headers[H1_DEFAULT_MAX_HEADERS];
-    size_t head_len;          /* head bytes still at in.pos (no-body requests) */
-    struct sbuf head_copy;    /* head kept aside while the body is read */
+    size_t head_len;       /* head bytes still at in.pos (no-body requests) */
+    struct sbuf head_copy; /* head kept aside while the body is read */
     struct h1_chunked chunked;
-    uint64_t body_left;       /* Content-Length bytes still to read */
-    struct sbuf body;         /* decoded body, bounded by max_body */
+    uint64_t body_left; /* Content-Length bytes still to read */
+    struct sbuf body;   /* decoded body, bounded by max_body */
     bool body_too_large;
 
     /* response being written: out_head, then resp.body[0..out_body_len) */
@@ -256,7 +256,6 @@ static void reset_response(struct httpd_response *r)
     sbuf_reset(&r->headers);
     sbuf_reset(&r->body);
 }
-
 
 /* Answer an error the server itself detected (framing, limits, timeouts)
  * and close afterwards: after such an error the position of the next
@@ -452,9 +451,7 @@ static int step_head(struct httpd_conn *c)
     }
 
     switch (c->msg.framing) {
-    case H1_BODY_NONE:
-        dispatch(c);
-        return RP_OK;
+    case H1_BODY_NONE: dispatch(c); return RP_OK;
     case H1_BODY_LENGTH:
         if (c->msg.content_length > h->opts.max_body) {
             respond_error(c, 413, "request body too large");
@@ -466,12 +463,8 @@ static int step_head(struct httpd_conn *c)
             return RP_OK;
         }
         break;
-    case H1_BODY_CHUNKED:
-        h1_chunked_init(&c->chunked);
-        break;
-    default:
-        respond_error(c, 400, "unsupported request framing");
-        return RP_OK;
+    case H1_BODY_CHUNKED: h1_chunked_init(&c->chunked); break;
+    default: respond_error(c, 400, "unsupported request framing"); return RP_OK;
     }
 
     /* Keep the head aside: reading the body may compact the input
@@ -700,9 +693,7 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
         (void)conn_process(c);
         return;
     case C_WRITE:
-    case C_LINGER:
-        conn_close(c);
-        return;
+    case C_LINGER: conn_close(c); return;
     }
 }
 

@@ -29,13 +29,13 @@ struct httpd_request {
     struct h1_str query;          /* after '?', may be empty */
     const char *body;             /* request body (Content-Length or chunked, decoded) */
     size_t body_len;
-    const char *peer;             /* client address as text */
+    const char *peer; /* client address as text */
 };
 
 struct httpd_response {
-    int status;                   /* default 200 */
-    const char *content_type;     /* default "application/json" */
-    struct sbuf headers;          /* extra header lines, each ending in \r\n */
+    int status;               /* default 200 */
+    const char *content_type; /* default "application/json" */
+    struct sbuf headers;      /* extra header lines, each ending in \r\n */
     struct sbuf body;
 };
 
@@ -47,10 +47,10 @@ struct httpd_response {
 typedef void (*httpd_handler)(void *arg, const struct httpd_request *req, struct httpd_response *resp);
 
 struct httpd_opts {
-    size_t max_body;            /* default 1 MiB -> 413 */
-    size_t max_connections;     /* default 1024 */
-    uint64_t idle_timeout_us;   /* default 30s */
-    uint64_t request_timeout_us;/* whole request within, default 10s */
+    size_t max_body;             /* default 1 MiB -> 413 */
+    size_t max_connections;      /* default 1024 */
+    uint64_t idle_timeout_us;    /* default 30s */
+    uint64_t request_timeout_us; /* whole request within, default 10s */
 };
 
 /* Listen on addr and serve with handler.  NULL on error (logged, naming the

@@ -12,20 +12,26 @@
 const char *reply_error_type(int status)
 {
     switch (status) {
-    case 400: case 408: case 411: case 413: case 414: case 415: case 417: case 422: case 431: case 501: case 505:
-        return "invalid_request_error";
-    case 401: case 403:
-        return "authentication_error";
-    case 404: case 405:
-        return "not_found_error";
-    case 429:
-        return "rate_limit_exceeded";
-    case 503:
-        return "overloaded";
-    case 502: case 504:
-        return "upstream_error";
-    default:
-        return status >= 400 && status < 500 ? "invalid_request_error" : "server_error";
+    case 400:
+    case 408:
+    case 411:
+    case 413:
+    case 414:
+    case 415:
+    case 417:
+    case 422:
+    case 431:
+    case 501:
+    case 505: return "invalid_request_error";
+    case 401:
+    case 403: return "authentication_error";
+    case 404:
+    case 405: return "not_found_error";
+    case 429: return "rate_limit_exceeded";
+    case 503: return "overloaded";
+    case 502:
+    case 504: return "upstream_error";
+    default: return status >= 400 && status < 500 ? "invalid_request_error" : "server_error";
     }
 }
 
@@ -115,8 +121,7 @@ void reply_head(struct sbuf *out, const struct reply_head *h)
     sbuf_adds(out, "\r\n");
 }
 
-void reply_error(struct sbuf *out, const struct reply_head *h, const char *type, const char *code,
-                 const char *message)
+void reply_error(struct sbuf *out, const struct reply_head *h, const char *type, const char *code, const char *message)
 {
     /* An error has a body; these statuses must not carry one. */
     RP_ASSERT(!reply_status_no_body(h->status));

@@ -43,20 +43,19 @@ void reply_error_body(struct sbuf *out, int status, const char *type, const char
 
 struct reply_head {
     int status;
-    const char *content_type;   /* NULL: application/json */
-    size_t content_length;      /* ignored for 204 and 304, which carry no body */
+    const char *content_type; /* NULL: application/json */
+    size_t content_length;    /* ignored for 204 and 304, which carry no body */
     enum reply_conn conn;
-    const char *request_id;     /* "X-Request-Id: ..." when not NULL or "" */
-    const char *extra_headers;  /* complete "Name: value\r\n" lines, or NULL */
-    bool date;                  /* add a Date header */
+    const char *request_id;    /* "X-Request-Id: ..." when not NULL or "" */
+    const char *extra_headers; /* complete "Name: value\r\n" lines, or NULL */
+    bool date;                 /* add a Date header */
 };
 
 /* Append the status line and headers, ending with the empty line. */
 void reply_head(struct sbuf *out, const struct reply_head *h);
 
 /* Head and error body together: the whole response for a local error. */
-void reply_error(struct sbuf *out, const struct reply_head *h, const char *type, const char *code,
-                 const char *message);
+void reply_error(struct sbuf *out, const struct reply_head *h, const char *type, const char *code, const char *message);
 
 /* Whether a response with this status carries no body (204, 304, 1xx). */
 bool reply_status_no_body(int status);

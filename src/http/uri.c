@@ -28,8 +28,9 @@
 #define C_UNRES 0x01 /* unreserved: ALPHA DIGIT - . _ ~ */
 #define C_PCHAR 0x02 /* allowed raw in a path segment: unreserved, sub-delims, ':' '@' */
 #define C_QUERY 0x04 /* allowed raw in the query: visible ASCII except '#' */
-#define C_HOST  0x08 /* allowed in an authority: reg-name, IP literal, port */
+#define C_HOST 0x08  /* allowed in an authority: reg-name, IP literal, port */
 
+/* clang-format off */
 static const unsigned char cls[256] = {
     ['A' ... 'Z'] = C_UNRES | C_PCHAR | C_QUERY | C_HOST,
     ['a' ... 'z'] = C_UNRES | C_PCHAR | C_QUERY | C_HOST,
@@ -62,6 +63,7 @@ static const unsigned char cls[256] = {
     ['"'] = C_QUERY, ['<'] = C_QUERY, ['>'] = C_QUERY, ['\\'] = C_QUERY,
     ['^'] = C_QUERY, ['`'] = C_QUERY, ['{'] = C_QUERY, ['|'] = C_QUERY, ['}'] = C_QUERY,
 };
+/* clang-format on */
 
 static const char hexup[] = "0123456789ABCDEF";
 

@@ -67,9 +67,10 @@
 
 /* Return codes besides the length.  URI_ERR_BAD is RP_ERR; the others are
  * below RP_AGAIN so that no value can be taken for "partial input". */
-#define URI_ERR_BAD     RP_ERR /* malformed or refused target: 400 */
-#define URI_ERR_TOOLONG (-3)   /* canonical path does not fit in cap: 414 */
-#define URI_ERR_NOPATH  (-4)   /* asterisk-form "*" or authority-form
+#define URI_ERR_BAD RP_ERR   /* malformed or refused target: 400 */
+#define URI_ERR_TOOLONG (-3) /* canonical path does not fit in cap: 414 */
+#define URI_ERR_NOPATH                                                                                                 \
+    (-4) /* asterisk-form "*" or authority-form
                                 * "host:port": a valid target with no path;
                                 * only OPTIONS and CONNECT use them, and the
                                 * caller decides what to answer */
@@ -83,8 +84,8 @@ struct uri_info {
      * RFC 9112 3.2.2 says replaces the Host header; NULL otherwise. */
     const char *authority;
     size_t authority_len;
-    bool absolute;   /* the target was in absolute-form */
-    bool changed;    /* the result differs from the raw path bytes (the
+    bool absolute; /* the target was in absolute-form */
+    bool changed;  /* the result differs from the raw path bytes (the
                         path part of an absolute-form target; an empty one
                         counts as changed) */
     /* On a negative return: the HTTP status to answer (400, 414; 0 for

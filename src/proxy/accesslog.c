@@ -84,8 +84,8 @@ void accesslog_write(struct accesslog *log, const struct accesslog_entry *e)
     add_str(s, "path", e->path);
     add_str(s, "client", e->client);
     add_str(s, "tenant", e->tenant);
-    sbuf_printf(s, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu", e->status,
-                (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out);
+    sbuf_printf(s, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu", e->status, (unsigned long long)e->bytes_in,
+                (unsigned long long)e->bytes_out);
     add_str(s, "upstream", e->upstream);
     add_str(s, "server", e->server);
     add_str(s, "outcome", e->outcome);

@@ -13,18 +13,18 @@
 struct accesslog;
 
 struct accesslog_entry {
-    int64_t time_ms;         /* wall clock when the request finished */
+    int64_t time_ms; /* wall clock when the request finished */
     const char *request_id;
     const char *method;
-    const char *path;        /* without the query string */
-    const char *client;      /* client IP */
-    const char *tenant;      /* hashed short id, or NULL */
-    int status;              /* status sent (499: client left first) */
-    uint64_t bytes_in;       /* request body bytes */
-    uint64_t bytes_out;      /* response bytes sent to the client */
-    const char *upstream;    /* upstream name, or NULL */
-    const char *server;      /* server address, or NULL */
-    const char *outcome;     /* "ok", "client_abort", "upstream_timeout", ... */
+    const char *path;                                      /* without the query string */
+    const char *client;                                    /* client IP */
+    const char *tenant;                                    /* hashed short id, or NULL */
+    int status;                                            /* status sent (499: client left first) */
+    uint64_t bytes_in;                                     /* request body bytes */
+    uint64_t bytes_out;                                    /* response bytes sent to the client */
+    const char *upstream;                                  /* upstream name, or NULL */
+    const char *server;                                    /* server address, or NULL */
+    const char *outcome;                                   /* "ok", "client_abort", "upstream_timeout", ... */
     int64_t queue_us, connect_us, first_byte_us, total_us; /* -1: not reached */
 };
 

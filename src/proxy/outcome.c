@@ -12,21 +12,31 @@
 #define NO_RETRY (-1)
 
 struct outcome_row {
-    const char *name;      /* access log */
+    const char *name; /* access log */
     enum outcome_side side;
-    bool timeout;          /* an upstream timeout */
-    int limiter;           /* enum admit_outcome, or FROM_STATUS */
-    int retry;             /* enum retry_failure, or NO_RETRY */
-    int outlier;           /* OUTLIER_*, or FROM_STATUS */
+    bool timeout; /* an upstream timeout */
+    int limiter;  /* enum admit_outcome, or FROM_STATUS */
+    int retry;    /* enum retry_failure, or NO_RETRY */
+    int outlier;  /* OUTLIER_*, or FROM_STATUS */
 };
 
 /* Shorthands for the rows below. */
-#define CLIENT(n) {n, OUTCOME_SIDE_CLIENT, false, ADMIT_CANCELLED, NO_RETRY, FROM_STATUS}
-#define LOCAL(n) {n, OUTCOME_SIDE_LOCAL, false, ADMIT_CANCELLED, NO_RETRY, FROM_STATUS}
-#define UPSTREAM(n, timeout, limiter, retry, outlier) {n, OUTCOME_SIDE_UPSTREAM, timeout, limiter, retry, outlier}
+#define CLIENT(n)                                                                                                      \
+    {                                                                                                                  \
+        n, OUTCOME_SIDE_CLIENT, false, ADMIT_CANCELLED, NO_RETRY, FROM_STATUS                                          \
+    }
+#define LOCAL(n)                                                                                                       \
+    {                                                                                                                  \
+        n, OUTCOME_SIDE_LOCAL, false, ADMIT_CANCELLED, NO_RETRY, FROM_STATUS                                           \
+    }
+#define UPSTREAM(n, timeout, limiter, retry, outlier)                                                                  \
+    {                                                                                                                  \
+        n, OUTCOME_SIDE_UPSTREAM, timeout, limiter, retry, outlier                                                     \
+    }
 
 /* Indexed by enum outcome; the static assertion below keeps the two in
  * step. */
+/* clang-format off */
 static const struct outcome_row rows[] = {
     [OUTCOME_OK] = {"ok", OUTCOME_SIDE_NONE, false, FROM_STATUS, NO_RETRY, FROM_STATUS},
     [OUTCOME_CLIENT_ABORT] = CLIENT("client_abort"),
@@ -61,6 +71,7 @@ static const struct outcome_row rows[] = {
     [OUTCOME_UPSTREAM_CUT] = UPSTREAM("upstream_closed_mid_response", false, ADMIT_FAILED, NO_RETRY, OUTLIER_5XX),
     [OUTCOME_UPSTREAM_IDLE_TIMEOUT] = UPSTREAM("upstream_idle_timeout", true, ADMIT_OVERLOADED, NO_RETRY, OUTLIER_TIMEOUT),
 };
+/* clang-format on */
 
 _Static_assert(sizeof rows / sizeof rows[0] == OUTCOME_COUNT, "one row per outcome");
 

@@ -23,12 +23,12 @@
 #include "retry.h"
 
 enum outcome {
-    OUTCOME_OK = 0,                 /* response delivered whole */
+    OUTCOME_OK = 0, /* response delivered whole */
     /* the client ended it */
-    OUTCOME_CLIENT_ABORT,           /* closed or reset its connection */
-    OUTCOME_CLIENT_HEADER_TIMEOUT,  /* request head not complete in time */
-    OUTCOME_CLIENT_BODY_TIMEOUT,    /* request body stalled */
-    OUTCOME_CLIENT_SEND_TIMEOUT,    /* stopped reading the response */
+    OUTCOME_CLIENT_ABORT,          /* closed or reset its connection */
+    OUTCOME_CLIENT_HEADER_TIMEOUT, /* request head not complete in time */
+    OUTCOME_CLIENT_BODY_TIMEOUT,   /* request body stalled */
+    OUTCOME_CLIENT_SEND_TIMEOUT,   /* stopped reading the response */
     /* the request was refused before it reached a server */
     OUTCOME_BAD_REQUEST,
     OUTCOME_BAD_PATH,
@@ -49,22 +49,22 @@ enum outcome {
     OUTCOME_UPSTREAM_CONNECT_FAILED,
     OUTCOME_UPSTREAM_CONNECT_TIMEOUT,
     OUTCOME_UPSTREAM_WRITE_FAILED,
-    OUTCOME_UPSTREAM_CLOSED,        /* closed before a response head */
-    OUTCOME_UPSTREAM_TIMEOUT,       /* no response head in time */
-    OUTCOME_UPSTREAM_503,           /* answered 503 and no other server could */
+    OUTCOME_UPSTREAM_CLOSED,  /* closed before a response head */
+    OUTCOME_UPSTREAM_TIMEOUT, /* no response head in time */
+    OUTCOME_UPSTREAM_503,     /* answered 503 and no other server could */
     OUTCOME_BAD_UPSTREAM_RESPONSE,
     OUTCOME_UPSTREAM_HEAD_TOO_LARGE,
     OUTCOME_BAD_UPSTREAM_CHUNKED,
-    OUTCOME_UPSTREAM_CUT,           /* closed mid-response */
-    OUTCOME_UPSTREAM_IDLE_TIMEOUT,  /* stopped sending mid-response */
+    OUTCOME_UPSTREAM_CUT,          /* closed mid-response */
+    OUTCOME_UPSTREAM_IDLE_TIMEOUT, /* stopped sending mid-response */
     OUTCOME_COUNT
 };
 
 /* Who ended the request. */
 enum outcome_side {
-    OUTCOME_SIDE_NONE = 0,          /* it completed */
+    OUTCOME_SIDE_NONE = 0, /* it completed */
     OUTCOME_SIDE_CLIENT,
-    OUTCOME_SIDE_LOCAL,             /* rampart refused it */
+    OUTCOME_SIDE_LOCAL, /* rampart refused it */
     OUTCOME_SIDE_UPSTREAM,
 };
 

@@ -73,28 +73,28 @@
 /* What the client connection's one timer is for. */
 enum client_timer {
     CT_NONE = 0,
-    CT_HEADER,       /* waiting for (the rest of) a request head */
-    CT_BODY,         /* waiting for request body bytes */
-    CT_SEND,         /* c->out blocked on a client that does not read */
-    CT_IDLE,         /* keep-alive, between requests */
-    CT_LINGER,       /* reply sent, write side shut, discarding input */
+    CT_HEADER, /* waiting for (the rest of) a request head */
+    CT_BODY,   /* waiting for request body bytes */
+    CT_SEND,   /* c->out blocked on a client that does not read */
+    CT_IDLE,   /* keep-alive, between requests */
+    CT_LINGER, /* reply sent, write side shut, discarding input */
 };
 
 enum req_state {
     R_NONE = 0,
-    R_BUFFERING,     /* reading the body (up to limits.request_buffer) before admission */
-    R_QUEUED,        /* waiting in the upstream's admission queue */
-    R_CONNECTING,    /* waiting for an upstream connection */
-    R_SENDING,       /* writing the request (head and body) */
-    R_WAIT_HEAD,     /* request sent (or being sent), waiting for the response head */
-    R_STREAMING,     /* response head sent, body streaming */
-    R_LOCAL,         /* a locally generated response is being written */
+    R_BUFFERING,  /* reading the body (up to limits.request_buffer) before admission */
+    R_QUEUED,     /* waiting in the upstream's admission queue */
+    R_CONNECTING, /* waiting for an upstream connection */
+    R_SENDING,    /* writing the request (head and body) */
+    R_WAIT_HEAD,  /* request sent (or being sent), waiting for the response head */
+    R_STREAMING,  /* response head sent, body streaming */
+    R_LOCAL,      /* a locally generated response is being written */
 };
 
 struct request {
     enum req_state state;
     char method[16];
-    char path[256];            /* without the query string, truncated for logs */
+    char path[256]; /* without the query string, truncated for logs */
     char id[80];
     bool head_method;
     bool client_keep_alive;
@@ -103,12 +103,12 @@ struct request {
 
     /* request body */
     enum h1_framing req_framing;
-    uint64_t req_body_left;    /* H1_BODY_LENGTH */
+    uint64_t req_body_left; /* H1_BODY_LENGTH */
     struct h1_chunked req_chunk;
     bool req_body_done;
     uint64_t req_body_bytes;
-    bool replayable;           /* r->out still holds the whole request */
-    size_t out_sent;           /* bytes of r->out written to the upstream */
+    bool replayable; /* r->out still holds the whole request */
+    size_t out_sent; /* bytes of r->out written to the upstream */
 
     struct upstream *up;
     struct server *srv;
@@ -120,31 +120,31 @@ struct request {
     enum h1_framing resp_framing;
     uint64_t resp_left;
     struct h1_chunked resp_chunk;
-    bool resp_decode;          /* de-chunk for an HTTP/1.0 client */
-    bool resp_close;           /* close the client after this response */
+    bool resp_decode; /* de-chunk for an HTTP/1.0 client */
+    bool resp_close;  /* close the client after this response */
     bool resp_done;
     uint64_t bytes_out;
 
-    bool up_keep_alive;        /* the upstream's response allows reuse */
-    bool resp_sse;             /* text/event-stream response */
-    bool committed;            /* response bytes have reached the client socket */
-    bool resp_boundary;        /* chunked relay: the client's decoder is between chunks */
-    size_t resp_mark;          /* bytes on c->out before this response's head */
+    bool up_keep_alive; /* the upstream's response allows reuse */
+    bool resp_sse;      /* text/event-stream response */
+    bool committed;     /* response bytes have reached the client socket */
+    bool resp_boundary; /* chunked relay: the client's decoder is between chunks */
+    size_t resp_mark;   /* bytes on c->out before this response's head */
 
     uint64_t t_start, t_dispatch, t_connected, t_first_byte, t_first_body;
-    bool finished;             /* req_finish ran: accounted and logged */
-    enum outcome outcome;      /* set by req_finish */
+    bool finished;        /* req_finish ran: accounted and logged */
+    enum outcome outcome; /* set by req_finish */
 
     /* admission and quotas */
-    bool model_api;            /* path under /v1/: OpenAI conventions apply */
-    bool generation;           /* POST to a generation endpoint: spends tokens */
-    bool llm;                  /* generation body read whole and parsed (llmreq) */
-    size_t head_len;           /* rewritten head bytes at the start of r->out */
+    bool model_api;  /* path under /v1/: OpenAI conventions apply */
+    bool generation; /* POST to a generation endpoint: spends tokens */
+    bool llm;        /* generation body read whole and parsed (llmreq) */
+    size_t head_len; /* rewritten head bytes at the start of r->out */
     struct tenant *tenant;
     enum admit_class cls;
     struct admit_waiter waiter;
     bool queued;
-    struct admit_slot slot;    /* concurrency slot on r->srv while dispatched */
+    struct admit_slot slot; /* concurrency slot on r->srv while dispatched */
     struct quota_ticket qt;
     struct llmreq_info info;
     struct llmreq_scan scan;
@@ -152,11 +152,11 @@ struct request {
     char tenant_label[TENANT_NAME_MAX];
 
     /* release safety */
-    int group;                 /* canary group this request prefers */
-    uint64_t tried;            /* servers already tried (bit per index) */
+    int group;      /* canary group this request prefers */
+    uint64_t tried; /* servers already tried (bit per index) */
     unsigned retries;
-    bool attempt_recorded;     /* outcome of the current attempt reported */
-    bool quota_refused;        /* answered 429 by our own quotas */
+    bool attempt_recorded; /* outcome of the current attempt reported */
+    bool quota_refused;    /* answered 429 by our own quotas */
 };
 
 struct client {
@@ -165,20 +165,20 @@ struct client {
     struct client *next, *prev;
     struct buf in, out;
     struct ev_timer timer;
-    enum client_timer tkind;   /* what timer is armed for (CT_NONE: not armed) */
-    uint64_t linger_until;     /* CT_LINGER: close by then whatever arrives */
-    uint64_t served;           /* requests finished on this connection */
+    enum client_timer tkind; /* what timer is armed for (CT_NONE: not armed) */
+    uint64_t linger_until;   /* CT_LINGER: close by then whatever arrives */
+    uint64_t served;         /* requests finished on this connection */
     char ip[48];
     struct sockaddr_storage peer;
     socklen_t peer_len;
     bool head_started;
-    bool close_after;          /* close once c->out is flushed */
+    bool close_after; /* close once c->out is flushed */
     bool has_req;
-    bool out_blocked;          /* c->out waits for EV_WRITE */
-    bool dead;                 /* closed; memory freed at the end of the loop pass */
-    bool lingering;            /* write side shut; reading only to discard */
-    bool processing;           /* client_process is on the stack: do not re-enter */
-    bool process_again;        /* ...and was asked to run once more */
+    bool out_blocked;   /* c->out waits for EV_WRITE */
+    bool dead;          /* closed; memory freed at the end of the loop pass */
+    bool lingering;     /* write side shut; reading only to discard */
+    bool processing;    /* client_process is on the stack: do not re-enter */
+    bool process_again; /* ...and was asked to run once more */
     /* A request head that did not arrive in one read: the parser's state
      * and the headers parsed so far, so the next read resumes where the
      * last one stopped instead of re-parsing from the first byte (a head
@@ -203,7 +203,7 @@ struct proxy {
     struct upstream_set *ups;
     struct accesslog *log;
     struct h1_limits lim;
-    char *path_buf;            /* canonical path of the request being started */
+    char *path_buf; /* canonical path of the request being started */
     size_t path_cap;
     int lfds[CONFIG_MAX_LISTEN];
     size_t num_lfds;
@@ -213,18 +213,18 @@ struct proxy {
     void *drained_arg;
     struct client *clients;
     size_t num_clients;
-    struct client *graveyard;  /* closed clients awaiting free */
+    struct client *graveyard; /* closed clients awaiting free */
     struct ev_timer reap_timer;
     struct ev_timer flush_timer;
     struct ev_timer tick_timer;
     struct tenant_table *tenants;
     struct status *status;
-    struct admit_driver *drivers;  /* per upstream (by index): its queue's pump and deadline timer */
-    struct admit_metrics admit;    /* the limiters and queues of px->ups, on /metrics */
+    struct admit_driver *drivers; /* per upstream (by index): its queue's pump and deadline timer */
+    struct admit_metrics admit;   /* the limiters and queues of px->ups, on /metrics */
 
     /* metrics */
     uint64_t requests[CONFIG_MAX_UPSTREAMS + 1][CLASS_SLOTS]; /* last row: no upstream */
-    uint64_t inflight;         /* counted by admit_slot_take / admit_slot_give */
+    uint64_t inflight;                                        /* counted by admit_slot_take / admit_slot_give */
     uint64_t client_aborts;
     uint64_t bad_requests;
     uint64_t accepted;
@@ -506,9 +506,7 @@ static void client_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
     enum client_timer kind = c->tkind;
     c->tkind = CT_NONE;
     switch (kind) {
-    case CT_LINGER:
-        client_linger_read(c);
-        return;
+    case CT_LINGER: client_linger_read(c); return;
     case CT_SEND:
         /* The client stopped reading: nothing useful can be sent. */
         if (c->has_req && !c->r.finished)
@@ -520,8 +518,7 @@ static void client_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
             struct request *r = &c->r;
             if (r->state != R_STREAMING && !r->committed) {
                 /* Nothing of a response has gone out: say why. */
-                req_reply(c, 408, "request_timeout", "request body timed out", NULL,
-                          OUTCOME_CLIENT_BODY_TIMEOUT, true);
+                req_reply(c, 408, "request_timeout", "request body timed out", NULL, OUTCOME_CLIENT_BODY_TIMEOUT, true);
                 return;
             }
             req_finish(c, r->status, OUTCOME_CLIENT_BODY_TIMEOUT);
@@ -544,8 +541,7 @@ static void client_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
     case CT_IDLE:
         client_close(c); /* keep-alive idle */
         return;
-    case CT_NONE:
-        return;
+    case CT_NONE: return;
     }
 }
 
@@ -647,8 +643,7 @@ static void req_release_admission(struct client *c, int status, enum outcome o, 
                 llmreq_scan_finish(&r->scan);
                 llmreq_scan_usage(&r->scan, r->info.prompt_tokens, &prompt, &completion);
             }
-            if (!r->t_dispatch &&
-                (outcome_side(o) == OUTCOME_SIDE_LOCAL || outcome_side(o) == OUTCOME_SIDE_CLIENT)) {
+            if (!r->t_dispatch && (outcome_side(o) == OUTCOME_SIDE_LOCAL || outcome_side(o) == OUTCOME_SIDE_CLIENT)) {
                 quota_cancel(&t->quota, &t->policy->quota, &r->qt, now);
             } else if (r->scan_on && (prompt || completion)) {
                 quota_settle(&t->quota, &t->policy->quota, &r->qt, prompt + completion, now);
@@ -797,8 +792,9 @@ static bool build_upstream_head(struct client *c, const struct h1_message *m, st
     for (size_t i = 0; i < m->num_headers && ok; i++) {
         const struct h1_header *h = &m->headers[i];
         struct h1_str n = h->name;
-        if (h1_is_hop_by_hop(n) || rp_strieq(n.p, n.len, "host") || rp_strieq(n.p, n.len, "content-length") || rp_strieq(n.p, n.len, "expect") ||
-            rp_strieq(n.p, n.len, "x-forwarded-proto") || rp_strieq(n.p, n.len, "x-request-id"))
+        if (h1_is_hop_by_hop(n) || rp_strieq(n.p, n.len, "host") || rp_strieq(n.p, n.len, "content-length") ||
+            rp_strieq(n.p, n.len, "expect") || rp_strieq(n.p, n.len, "x-forwarded-proto") ||
+            rp_strieq(n.p, n.len, "x-request-id"))
             continue;
         if (rp_strieq(n.p, n.len, "x-forwarded-for")) {
             if (xff_done)
@@ -910,8 +906,8 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
 
     if (m->framing == H1_BODY_LENGTH && m->content_length > px->cfg->limits.max_body) {
         buf_consume(&c->in, n);
-        req_reply(c, 413, "body_too_large", "request body exceeds the configured limit", NULL,
-                  OUTCOME_BODY_TOO_LARGE, true);
+        req_reply(c, 413, "body_too_large", "request body exceeds the configured limit", NULL, OUTCOME_BODY_TOO_LARGE,
+                  true);
         return;
     }
 
@@ -941,8 +937,8 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
         else
             body_room = RP_MIN(rbuf, (size_t)BUF_DEFAULT_SIZE);
     }
-    r->llm = r->generation && m->framing == H1_BODY_LENGTH && m->content_length > 0 &&
-             m->content_length <= (uint64_t)rbuf;
+    r->llm =
+        r->generation && m->framing == H1_BODY_LENGTH && m->content_length > 0 && m->content_length <= (uint64_t)rbuf;
 
     /* Tenant and class come from headers, so decide them while the views
      * into c->in are alive. */
@@ -968,8 +964,7 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
     struct h1_str host = ui_info.authority ? (struct h1_str){ui_info.authority, ui_info.authority_len} : m->host;
     if (!build_upstream_head(c, m, (struct h1_str){path, (size_t)plen}, ui_info.query, ui_info.query_len, host)) {
         buf_consume(&c->in, n);
-        req_reply(c, 431, "header_too_large", "request header section too large", NULL, OUTCOME_HEADER_TOO_LARGE,
-                  true);
+        req_reply(c, 431, "header_too_large", "request header section too large", NULL, OUTCOME_HEADER_TOO_LARGE, true);
         return;
     }
     r->head_len = buf_len(&r->out);
@@ -999,7 +994,7 @@ static void req_start(struct client *c, const struct h1_message *m, size_t n)
 /* dispatch                                                                */
 
 struct pick_ctx {
-    int group;      /* -1: any */
+    int group; /* -1: any */
     uint64_t tried;
     bool need_slot;
 };
@@ -1046,8 +1041,8 @@ static bool try_retry(struct client *c, enum retry_failure f, enum admit_outcome
     };
     /* Nowhere else to go is not a retry: probe first so the budget only
      * counts retries that happen. */
-    struct pick_ctx probe = {.group = -1, .tried = r->tried | (r->srv->index < 64 ? 1ull << r->srv->index : 0),
-                             .need_slot = true};
+    struct pick_ctx probe = {
+        .group = -1, .tried = r->tried | (r->srv->index < 64 ? 1ull << r->srv->index : 0), .need_slot = true};
     if (!upstream_any(r->up, pick_accept, &probe))
         return false;
     if (retry_decide(r->up->retry, &rr, now) != RETRY_YES)
@@ -1239,10 +1234,10 @@ static void refuse_overloaded(struct client *c, enum admit_reason why)
     if (r->tenant)
         r->tenant->refused_overload++;
     uint32_t ra = admit_retry_after(&up->queue, admit_queue_len(&up->queue));
-    const char *msg = why == ADMIT_R_FULL       ? "the service is overloaded: the queue is full, retry later"
-                      : why == ADMIT_R_EVICTED  ? "the service is overloaded: a higher-priority request took this place"
-                      : why == ADMIT_R_SHED     ? "the service is overloaded: shed from a standing queue, retry later"
-                                                : "the service is overloaded: no capacity within the queue deadline";
+    const char *msg = why == ADMIT_R_FULL      ? "the service is overloaded: the queue is full, retry later"
+                      : why == ADMIT_R_EVICTED ? "the service is overloaded: a higher-priority request took this place"
+                      : why == ADMIT_R_SHED    ? "the service is overloaded: shed from a standing queue, retry later"
+                                               : "the service is overloaded: no capacity within the queue deadline";
     enum outcome o = why == ADMIT_R_FULL      ? OUTCOME_QUEUE_FULL
                      : why == ADMIT_R_EVICTED ? OUTCOME_QUEUE_EVICTED
                      : why == ADMIT_R_SHED    ? OUTCOME_QUEUE_SHED
@@ -1277,9 +1272,8 @@ static void req_admit(struct client *c)
     /* Only generation requests spend tokens; listing models does not.  A
      * generation body too large or chunked to read first reserves the
      * tenant's default. */
-    uint64_t need = r->generation
-                        ? quota_need(&t->policy->quota, r->info.max_tokens, r->info.n, r->info.prompt_tokens)
-                        : 0;
+    uint64_t need =
+        r->generation ? quota_need(&t->policy->quota, r->info.max_tokens, r->info.n, r->info.prompt_tokens) : 0;
     struct quota_info qi;
     enum quota_result qr = quota_reserve(&t->quota, &t->policy->quota, need, now, &r->qt, &qi);
     if (qr != QUOTA_OK) {
@@ -1510,8 +1504,7 @@ static void req_send(struct client *c)
                 break;
             /* The upstream went away while we were sending. */
             r->srv->connect_errors++;
-            upstream_fail(c, 502, "upstream_write_failed", "upstream connection failed",
-                          OUTCOME_UPSTREAM_WRITE_FAILED);
+            upstream_fail(c, 502, "upstream_write_failed", "upstream connection failed", OUTCOME_UPSTREAM_WRITE_FAILED);
             return;
         }
         r->out_sent += (size_t)w;
@@ -1761,8 +1754,8 @@ static void resp_head(struct client *c)
         h1_chunked_init(&r->resp_chunk);
         r->resp_boundary = true;
         r->resp_decode = m.framing == H1_BODY_CHUNKED && r->client_minor == 0;
-        r->resp_close = !r->client_keep_alive || px->draining || m.framing == H1_BODY_CLOSE || r->resp_decode ||
-                        !r->req_body_done;
+        r->resp_close =
+            !r->client_keep_alive || px->draining || m.framing == H1_BODY_CLOSE || r->resp_decode || !r->req_body_done;
         /* Reuse needs the upstream's consent (HTTP/1.0 without keep-alive
          * or "Connection: close" withhold it).  A bodiless response (HEAD,
          * 204, 304) that still announces a body is a server that may send
@@ -2158,14 +2151,16 @@ void proxy_metrics_render(struct sbuf *out, void *arg)
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
         for (size_t j = 0; j < up->num_servers; j++) {
-            metrics_sample_u64(out, "rampart_upstream_connect_errors_total", server_labels(&lb, up, &up->servers[j]), up->servers[j].connect_errors);
+            metrics_sample_u64(out, "rampart_upstream_connect_errors_total", server_labels(&lb, up, &up->servers[j]),
+                               up->servers[j].connect_errors);
         }
     }
     metrics_family(out, "rampart_upstream_inflight", "gauge", "Requests dispatched to the server and not finished.");
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
         for (size_t j = 0; j < up->num_servers; j++) {
-            metrics_sample_u64(out, "rampart_upstream_inflight", server_labels(&lb, up, &up->servers[j]), up->servers[j].inflight);
+            metrics_sample_u64(out, "rampart_upstream_inflight", server_labels(&lb, up, &up->servers[j]),
+                               up->servers[j].inflight);
         }
     }
     /* The per-server histogram has its own name: one name with and without
@@ -2175,7 +2170,8 @@ void proxy_metrics_render(struct sbuf *out, void *arg)
     for (size_t i = 0; i < px->ups->num; i++) {
         struct upstream *up = &px->ups->ups[i];
         for (size_t j = 0; j < up->num_servers; j++) {
-            metrics_hist_render(out, "rampart_upstream_first_byte_seconds", server_labels(&lb, up, &up->servers[j]), &up->servers[j].ttfb);
+            metrics_hist_render(out, "rampart_upstream_first_byte_seconds", server_labels(&lb, up, &up->servers[j]),
+                                &up->servers[j].ttfb);
         }
     }
     metrics_family(out, "rampart_first_byte_seconds", "histogram",

@@ -23,7 +23,6 @@
 #include "net.h"
 #include "util.h"
 
-
 static void pool_idle_timeout(struct ev_loop *loop, struct ev_timer *t, void *arg)
 {
     RP_UNUSED(loop);
@@ -92,8 +91,8 @@ struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct conf
         }
         admit_queue_init(&up->queue, &up->conf->overload.queue, up->conf->name);
         uint64_t now = rp_now_us();
-        up->health = health_checker_new(loop, up->conf->name, &up->conf->health, up->conf->servers,
-                                        up->num_servers, on_health_change, up);
+        up->health = health_checker_new(loop, up->conf->name, &up->conf->health, up->conf->servers, up->num_servers,
+                                        on_health_change, up);
         up->outlier = outlier_new(up->conf->name, &up->conf->outlier, up->conf->servers, up->num_servers, now);
         up->retry = retry_budget_new(up->conf->name, &up->conf->retry);
         if (up->conf->has_canary)

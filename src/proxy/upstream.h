@@ -46,11 +46,11 @@ struct server {
     struct upstream *up;
     int index;
     const struct server_conf *conf;
-    char name[64];             /* address text */
-    unsigned inflight;         /* requests dispatched and not finished */
-    bool usable;               /* false when administratively disabled */
-    double weight_factor;      /* 0..1 slow-start ramp; 1 normally */
-    struct uconn *idle_head;   /* idle pool (LIFO) */
+    char name[64];           /* address text */
+    unsigned inflight;       /* requests dispatched and not finished */
+    bool usable;             /* false when administratively disabled */
+    double weight_factor;    /* 0..1 slow-start ramp; 1 normally */
+    struct uconn *idle_head; /* idle pool (LIFO) */
     size_t idle_count;
     /* counters */
     uint64_t requests;
@@ -58,7 +58,7 @@ struct server {
     uint64_t timeouts;
     uint64_t responses_5xx;
     struct metrics_hist ttfb;
-    struct admit_limiter lim;  /* concurrency limit (admission control) */
+    struct admit_limiter lim; /* concurrency limit (admission control) */
 };
 
 struct upstream {
@@ -68,8 +68,8 @@ struct upstream {
     struct server *servers;
     size_t num_servers;
     unsigned rr_next;
-    struct admit_queue queue;      /* requests waiting for a free slot */
-    void *owner;                   /* the proxy */
+    struct admit_queue queue; /* requests waiting for a free slot */
+    void *owner;              /* the proxy */
     /* release safety (NULL when not configured) */
     struct health_checker *health; /* active checks */
     struct outlier *outlier;       /* passive ejection */
@@ -98,7 +98,6 @@ struct upstream_set *upstream_set_create(struct ev_loop *loop, const struct conf
  * canary), each rendered once for the whole set. */
 void upstream_set_register_metrics(struct upstream_set *set);
 void upstream_set_free(struct upstream_set *set);
-
 
 /* Choose a server for a new request: power of two choices on outstanding
  * requests (or round robin), among usable servers for which accept(srv,

@@ -53,7 +53,6 @@ const char *canary_decision_name(enum canary_decision d)
     return "?";
 }
 
-
 static void emit(struct canary *c, const char *action, const char *source, unsigned from_bp, const char *reason,
                  uint64_t now_us)
 {
@@ -612,4 +611,3 @@ bool canary_restore(struct canary *c, const struct canary_verdict *v, uint64_t n
     c->state_since_ms = v->wall_ms;
     return true;
 }
-

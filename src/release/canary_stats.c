@@ -375,8 +375,7 @@ void canary_analyze(struct canary *c, uint64_t now_us, struct canary_analysis *a
             a->err_exact = true;
             a->err_p = canary_fisher(a->errors[1], a->requests[1], a->errors[0], a->requests[0]);
         }
-        a->err_lower =
-            canary_ac_bound(a->errors[1], a->requests[1], a->errors[0], a->requests[0], -CANARY_MARGIN_Z);
+        a->err_lower = canary_ac_bound(a->errors[1], a->requests[1], a->errors[0], a->requests[0], -CANARY_MARGIN_Z);
         a->err_regressed = a->err_p < a->alpha_test && a->err_lower >= c->conf.error_margin;
     }
     size_t n[2];

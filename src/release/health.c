@@ -242,7 +242,6 @@ struct health_checker {
     struct health_checker *next_in_set;
 };
 
-
 static void probe_close(struct health_probe *p)
 {
     if (p->fd >= 0) {

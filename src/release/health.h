@@ -134,8 +134,7 @@ typedef void (*health_change_cb)(void *arg, size_t server, bool up);
  * conf and the server addresses are copied.  cb may be NULL.  Returns NULL
  * (logged) when conf->enabled is false. */
 struct health_checker *health_checker_new(struct ev_loop *loop, const char *upstream, const struct health_conf *conf,
-                                          const struct server_conf *servers, size_t n, health_change_cb cb,
-                                          void *arg);
+                                          const struct server_conf *servers, size_t n, health_change_cb cb, void *arg);
 /* Cancel timers, close any check in flight, leave its set, free. */
 void health_checker_free(struct health_checker *hc);
 

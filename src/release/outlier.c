@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
 void outlier_conf_default(struct outlier_conf *c)
 {
     *c = (struct outlier_conf)OUTLIER_CONF_DEFAULT;

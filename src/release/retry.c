@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 void retry_conf_default(struct retry_conf *c)
 {
     *c = (struct retry_conf)RETRY_CONF_DEFAULT;

@@ -110,8 +110,8 @@ struct retry_budget {
     uint64_t requests_total;
     uint64_t retries_total;
     uint64_t denied_budget_total;
-    uint64_t denied_rule_total;       /* any other RETRY_NO_* verdict */
-    struct retry_set *set;            /* owner's set (retry_set_add), NULL when in none */
+    uint64_t denied_rule_total; /* any other RETRY_NO_* verdict */
+    struct retry_set *set;      /* owner's set (retry_set_add), NULL when in none */
     struct retry_budget *next_in_set;
 };
 

@@ -263,12 +263,10 @@ int status_listen(struct status *st)
     if (!st->loop || st->httpd)
         return RP_ERR;
     const struct status_conf *sc = st->sc;
-    struct httpd_opts opts = {.max_body = 1024,
-                              .max_connections = 4096,
-                              .idle_timeout_us = 30000000ULL,
-                              .request_timeout_us = 10000000ULL};
-    st->httpd = httpd_start(st->loop, (const struct sockaddr *)&sc->listen, sc->listen_len, "status",
-                            status_http_serve, st, &opts);
+    struct httpd_opts opts = {
+        .max_body = 1024, .max_connections = 4096, .idle_timeout_us = 30000000ULL, .request_timeout_us = 10000000ULL};
+    st->httpd = httpd_start(st->loop, (const struct sockaddr *)&sc->listen, sc->listen_len, "status", status_http_serve,
+                            st, &opts);
     if (!st->httpd)
         return RP_ERR;
     rp_log_info("status: listening on %s (%zu components, history in %s)", sc->listen_text, st->ncomps,

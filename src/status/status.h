@@ -42,8 +42,8 @@ struct status;
 
 #define STATUS_MAX_COMPONENTS 64
 #define STATUS_MAX_UPSTREAMS 32 /* as many as the configuration allows */
-#define STATUS_MAX_MATCH 16 /* routes and upstreams per component */
-#define STATUS_MAX_RULES 4  /* burn-rate rules */
+#define STATUS_MAX_MATCH 16     /* routes and upstreams per component */
+#define STATUS_MAX_RULES 4      /* burn-rate rules */
 
 struct status_burn_rule {
     double factor;     /* burn rate that fires, e.g. 14.4 */
@@ -153,8 +153,7 @@ void status_observe(struct status *st, int component, int http_status, uint64_t 
 /* Open an incident on behalf of another subsystem (release control rolled
  * a canary back), on the component fed by upstream_idx.  Stored before
  * returning.  RP_OK or RP_ERR. */
-int status_report_incident(struct status *st, int upstream_idx, const char *name, const char *body,
-                           uint64_t now_us);
+int status_report_incident(struct status *st, int upstream_idx, const char *name, const char *body, uint64_t now_us);
 
 /* Keep the release verdicts of canary c (the canary of the upstream named
  * c->upstream, its release already named with canary_set_release) in the
@@ -185,8 +184,8 @@ struct httpd_response;
 void status_ops_list(struct status *st, bool maint, struct httpd_response *resp);
 void status_ops_get(struct status *st, bool maint, const char *id_text, size_t id_len, struct httpd_response *resp);
 void status_ops_create(struct status *st, bool maint, const char *body, size_t len, struct httpd_response *resp);
-void status_ops_edit(struct status *st, bool maint, const char *id_text, size_t id_len, const char *body,
-                     size_t len, struct httpd_response *resp);
+void status_ops_edit(struct status *st, bool maint, const char *id_text, size_t id_len, const char *body, size_t len,
+                     struct httpd_response *resp);
 void status_ops_add_update(struct status *st, bool maint, const char *id_text, size_t id_len, const char *body,
                            size_t len, struct httpd_response *resp);
 void status_ops_edit_update(struct status *st, bool maint, const char *id_text, size_t id_len, const char *uid_text,

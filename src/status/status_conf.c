@@ -337,12 +337,9 @@ static int parse_comp_objective(struct conf_doc *doc, const struct conf_node *n,
 /* components[]: a name is required and unique, upstreams must exist, and
  * some traffic must feed the component: checked in parse_components(). */
 static const struct conf_field component_fields[] = {
-    CONF_FIELD_CUSTOM("name", parse_comp_name),
-    CONF_FIELD_CUSTOM("description", parse_comp_description),
-    CONF_FIELD_CUSTOM("routes", parse_comp_routes),
-    CONF_FIELD_CUSTOM("upstreams", parse_comp_upstreams),
-    CONF_FIELD_CUSTOM("objective", parse_comp_objective),
-    CONF_FIELD_END,
+    CONF_FIELD_CUSTOM("name", parse_comp_name),           CONF_FIELD_CUSTOM("description", parse_comp_description),
+    CONF_FIELD_CUSTOM("routes", parse_comp_routes),       CONF_FIELD_CUSTOM("upstreams", parse_comp_upstreams),
+    CONF_FIELD_CUSTOM("objective", parse_comp_objective), CONF_FIELD_END,
 };
 
 static void parse_components(struct conf_doc *doc, const struct conf_node *n, struct status_conf *sc)

@@ -206,8 +206,7 @@ static void auto_open(struct status *st, struct comp *c, size_t rule, const stru
  * release control).  It is opened in "monitoring": the cause is known and
  * already mitigated when it is reported, and users who saw errors deserve
  * to read why. */
-int status_report_incident(struct status *st, int upstream_idx, const char *name, const char *body,
-                           uint64_t now_us)
+int status_report_incident(struct status *st, int upstream_idx, const char *name, const char *body, uint64_t now_us)
 {
     if (!st || !st->store)
         return RP_ERR;

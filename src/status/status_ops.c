@@ -35,8 +35,7 @@ static void api_fail(struct httpd_response *resp, int http, const char *param, c
 /* status_api_parse resolves components against our table, so every index
  * it returns is one of ours; a request that breaks this is refused rather
  * than read out of bounds. */
-static bool req_components_ok(const struct status *st, const struct status_api_req *r,
-                              struct httpd_response *resp)
+static bool req_components_ok(const struct status *st, const struct status_api_req *r, struct httpd_response *resp)
 {
     bool ok = r->num_components <= STATUS_API_COMPONENTS_MAX;
     for (size_t i = 0; ok && i < r->num_components; i++)
@@ -106,8 +105,8 @@ void status_ops_create(struct status *st, bool maint, const char *body, size_t l
     struct status_api_error err;
     uint64_t now_us = status_loop_now(st);
     int64_t now_ms = status_now_ms(st, now_us);
-    if (status_api_parse(maint ? STATUS_API_MAINT_CREATE : STATUS_API_INCIDENT_CREATE, body, len, &tab,
-                         now_ms, &r, &err) != RP_OK) {
+    if (status_api_parse(maint ? STATUS_API_MAINT_CREATE : STATUS_API_INCIDENT_CREATE, body, len, &tab, now_ms, &r,
+                         &err) != RP_OK) {
         api_error(resp, &err);
         return;
     }
@@ -203,8 +202,8 @@ void status_ops_add_update(struct status *st, bool maint, const char *id_text, s
     struct store_incident inc;
     uint64_t now_us = status_loop_now(st);
     int64_t now_ms = status_now_ms(st, now_us);
-    if (status_api_parse(maint ? STATUS_API_MAINT_UPDATE : STATUS_API_INCIDENT_UPDATE, body, len, &tab,
-                         now_ms, &r, &err) != RP_OK) {
+    if (status_api_parse(maint ? STATUS_API_MAINT_UPDATE : STATUS_API_INCIDENT_UPDATE, body, len, &tab, now_ms, &r,
+                         &err) != RP_OK) {
         api_error(resp, &err);
         return;
     }
@@ -257,8 +256,8 @@ out:
     status_api_req_free(&r);
 }
 
-void status_ops_edit(struct status *st, bool maint, const char *id_text, size_t id_len, const char *body,
-                     size_t len, struct httpd_response *resp)
+void status_ops_edit(struct status *st, bool maint, const char *id_text, size_t id_len, const char *body, size_t len,
+                     struct httpd_response *resp)
 {
     int64_t id = store_id_decode('i', id_text, id_len);
     struct status_api_components tab = {st->ncomps, st->api_ids, st->api_names};
@@ -267,8 +266,8 @@ void status_ops_edit(struct status *st, bool maint, const char *id_text, size_t 
     struct store_incident inc;
     uint64_t now_us = status_loop_now(st);
     int64_t now_ms = status_now_ms(st, now_us);
-    if (status_api_parse(maint ? STATUS_API_MAINT_EDIT : STATUS_API_INCIDENT_EDIT, body, len, &tab,
-                         now_ms, &r, &err) != RP_OK) {
+    if (status_api_parse(maint ? STATUS_API_MAINT_EDIT : STATUS_API_INCIDENT_EDIT, body, len, &tab, now_ms, &r, &err) !=
+        RP_OK) {
         api_error(resp, &err);
         return;
     }

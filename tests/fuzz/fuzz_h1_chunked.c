@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     size_t cut = size ? (data[0] * 257u + data[size / 2]) % (size + 1) : 0;
     ssize_t ra = run((const char *)data, size, size, &ha, &a);
     ssize_t rb = run((const char *)data, size, cut, &hb, &b);
-    if (ra != rb || ha != hb || a.done != b.done || a.payload_total != b.payload_total || (ra >= 0 && (size_t)ra > size))
+    if (ra != rb || ha != hb || a.done != b.done || a.payload_total != b.payload_total ||
+        (ra >= 0 && (size_t)ra > size))
         abort();
     return 0;
 }

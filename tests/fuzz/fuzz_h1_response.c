@@ -59,8 +59,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         same(&a, &b, whole, buf, size);
         /* Responses to HEAD, 1xx, 204 and 304 never have a body, whatever
          * they announce (h1.h). */
-        if (whole > 0 && (head || a.status < 200 || a.status == 204 || a.status == 304) &&
-            a.framing != H1_BODY_NONE)
+        if (whole > 0 && (head || a.status < 200 || a.status == 204 || a.status == 304) && a.framing != H1_BODY_NONE)
             abort();
     }
     return 0;

@@ -50,8 +50,8 @@ static void handler(void *arg, const struct httpd_request *req, struct httpd_res
     }
     if (req->path.len == 7 && memcmp(req->path.p, "/status", 7) == 0)
         resp->status = 204;
-    sbuf_printf(&resp->body, "%.*s %.*s ?%.*s %zu:", (int)m->method.len, m->method.p, (int)req->path.len,
-                req->path.p, (int)req->query.len, req->query.p, req->body_len);
+    sbuf_printf(&resp->body, "%.*s %.*s ?%.*s %zu:", (int)m->method.len, m->method.p, (int)req->path.len, req->path.p,
+                (int)req->query.len, req->query.p, req->body_len);
     sbuf_add(&resp->body, req->body, req->body_len);
     for (size_t i = 0; i < m->num_headers; i++)
         sbuf_printf(&resp->body, "|%.*s", (int)m->headers[i].name.len, m->headers[i].name.p);

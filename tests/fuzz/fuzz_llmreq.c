@@ -51,8 +51,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     scan(&b, sse, body, n, c1, c2);
     if (a.has_usage != b.has_usage || a.prompt_tokens != b.prompt_tokens ||
         a.completion_tokens != b.completion_tokens || a.total_tokens != b.total_tokens ||
-        a.data_events != b.data_events || a.content_events != b.content_events ||
-        a.content_chars != b.content_chars || a.done != b.done)
+        a.data_events != b.data_events || a.content_events != b.content_events || a.content_chars != b.content_chars ||
+        a.done != b.done)
         abort();
     uint64_t pa, ca, pb, cb;
     bool ua = llmreq_scan_usage(&a, 10, &pa, &ca), ub = llmreq_scan_usage(&b, 10, &pb, &cb);

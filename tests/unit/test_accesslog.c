@@ -25,9 +25,8 @@
 /* Every key of a line, in the order written.  A field added to the log
  * must be added here, after checking that it cannot carry a secret. */
 static const char *const keys[] = {
-    "time",     "request_id", "method",   "path",       "client",        "tenant",   "status",
-    "bytes_in", "bytes_out",  "upstream", "server",     "outcome",       "queue_ms", "connect_ms",
-    "first_byte_ms", "total_ms", NULL,
+    "time",     "request_id", "method",  "path",     "client",     "tenant",        "status",   "bytes_in", "bytes_out",
+    "upstream", "server",     "outcome", "queue_ms", "connect_ms", "first_byte_ms", "total_ms", NULL,
 };
 
 struct logfile {
@@ -227,10 +226,7 @@ static void test_escaping(void **state)
     /* Request text is the client's: it must stay inside its string and
      * never break the line. */
     static const char *const evil[] = {
-        "/a\"b\\c",
-        "/line\nbreak\r\n{\"status\":200}",
-        "/ctl\x01\x1f\x7f\t",
-        "/\",\"status\":999,\"x\":\"",
+        "/a\"b\\c",     "/line\nbreak\r\n{\"status\":200}", "/ctl\x01\x1f\x7f\t", "/\",\"status\":999,\"x\":\"",
         "/caf\xc3\xa9",
     };
     for (size_t i = 0; i < RP_ARRAY_LEN(evil); i++) {

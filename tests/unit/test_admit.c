@@ -186,8 +186,8 @@ struct flat_req {
 };
 
 struct flat_stats {
-    uint32_t refused;       /* queue full, deadline or shed */
-    uint32_t served;        /* dispatched */
+    uint32_t refused; /* queue full, deadline or shed */
+    uint32_t served;  /* dispatched */
     uint32_t max_inflight;
 };
 
@@ -508,20 +508,20 @@ struct sim {
     struct sim_req *reqs;
     size_t nreqs, reqs_cap;
     /* load */
-    double rate;         /* arrivals per second */
+    double rate; /* arrivals per second */
     uint64_t end;
-    uint64_t change_at;  /* slots halve at this time (0 = never) */
+    uint64_t change_at; /* slots halve at this time (0 = never) */
     /* results */
     uint64_t served, ok_slo, refused, completed_after_warm;
     uint64_t slo_us, warm_us;
     double *ttft, *qwait, *up;
     size_t nttft;
     uint64_t standing_ticks, ticks;
-    uint32_t clients;    /* > 0: that many closed-loop clients instead of Poisson arrivals */
-    uint64_t finished;   /* requests completed or refused (closed loop: clients free) */
+    uint32_t clients;     /* > 0: that many closed-loop clients instead of Poisson arrivals */
+    uint64_t finished;    /* requests completed or refused (closed loop: clients free) */
     double srv_queue_sum; /* server FIFO length, sampled per tick after warm-up */
     uint64_t srv_queue_n;
-    bool abusive;        /* tenant 0 sends 10 shares, tenants 1..4 `normal` each */
+    bool abusive; /* tenant 0 sends 10 shares, tenants 1..4 `normal` each */
     double normal;
     uint64_t t_arrived[5], t_served[5], t_refused[5][ADMIT_NUM_REASONS];
     /* limit trace, sampled every 10ms */
@@ -714,14 +714,14 @@ static void sim_clients(struct sim *s, uint64_t now)
 }
 
 struct sim_result {
-    double goodput;      /* fraction of capacity served within the SLO */
+    double goodput; /* fraction of capacity served within the SLO */
     double p50_ttft_ms, p99_ttft_ms;
     double p50_qwait_ms, p99_qwait_ms, p99_up_ms;
     double standing_frac;
-    double utilization;  /* busy slots / slots over the measurement window */
-    double mean_limit;   /* over the measurement window */
+    double utilization;    /* busy slots / slots over the measurement window */
+    double mean_limit;     /* over the measurement window */
     double mean_srv_queue; /* requests waiting inside the server, same window */
-    double settle_s;     /* after the capacity change; -1 if none / never */
+    double settle_s;       /* after the capacity change; -1 if none / never */
     uint32_t min_limit_after_warm, max_limit_after_warm;
 };
 
@@ -952,9 +952,9 @@ static void print_result(const char *what, uint32_t slots, double load, const st
 {
     print_message("  sim %-8s N=%-3u load=%4.1fx  limit mean=%6.2f [%u..%u]  util=%.3f slo5s=%.3f  ttft p50=%6.1fms "
                   "p99=%7.1fms  settle=%.2fs  qwait p50=%.0f p99=%.0f up99=%.0f standing=%.2f\n",
-                  what, slots, load, r->mean_limit, r->min_limit_after_warm, r->max_limit_after_warm, r->utilization, r->goodput,
-                  r->p50_ttft_ms, r->p99_ttft_ms, r->settle_s, r->p50_qwait_ms,
-                  r->p99_qwait_ms, r->p99_up_ms, r->standing_frac);
+                  what, slots, load, r->mean_limit, r->min_limit_after_warm, r->max_limit_after_warm, r->utilization,
+                  r->goodput, r->p50_ttft_ms, r->p99_ttft_ms, r->settle_s, r->p50_qwait_ms, r->p99_qwait_ms,
+                  r->p99_up_ms, r->standing_frac);
 }
 
 /* Unloaded p99 first-token time of the fake server: the longest prefill
@@ -1076,7 +1076,7 @@ static void test_priority_order(void **state)
     struct admit_waiter w[6];
     struct admit_waiter *ev;
     enum admit_class order[6] = {ADMIT_BATCH, ADMIT_INTERACTIVE, ADMIT_CRITICAL,
-                                 ADMIT_BATCH, ADMIT_CRITICAL, ADMIT_INTERACTIVE};
+                                 ADMIT_BATCH, ADMIT_CRITICAL,    ADMIT_INTERACTIVE};
     for (int i = 0; i < 6; i++)
         assert_int_equal(admit_enqueue(&q, &w[i], 1, order[i], 1, 1, (uint64_t)i, &ev), RP_OK);
     struct admit_waiter *expect[6] = {&w[2], &w[4], &w[1], &w[5], &w[0], &w[3]};
@@ -1274,14 +1274,12 @@ static void test_cancel_o1(void **state)
         assert_null(q.htab[i]);
     for (int c = 0; c < ADMIT_NUM_CLASSES; c++)
         assert_null(q.cls[c].cur);
-    assert_int_equal(q.dropped[ADMIT_R_CANCELLED][0] + q.dropped[ADMIT_R_CANCELLED][1] +
-                         q.dropped[ADMIT_R_CANCELLED][2],
-                     8);
+    assert_int_equal(
+        q.dropped[ADMIT_R_CANCELLED][0] + q.dropped[ADMIT_R_CANCELLED][1] + q.dropped[ADMIT_R_CANCELLED][2], 8);
     /* Full again after churn: the pool never runs dry. */
     for (int round = 0; round < 100; round++) {
         for (int i = 0; i < 8; i++)
-            assert_int_equal(admit_enqueue(&q, &w[i], (uint64_t)(round * 8 + i), ADMIT_BATCH, 1, 1, 20, NULL),
-                             RP_OK);
+            assert_int_equal(admit_enqueue(&q, &w[i], (uint64_t)(round * 8 + i), ADMIT_BATCH, 1, 1, 20, NULL), RP_OK);
         for (int i = 7; i >= 0; i--)
             admit_cancel(&q, &w[i], 21);
     }

@@ -1200,7 +1200,8 @@ int main(void)
         cmocka_unit_test(test_verdict_cb),
         cmocka_unit_test(test_verdict_auto_rollback),
         cmocka_unit_test(test_restore),
-        cmocka_unit_test(test_conf_rows), cmocka_unit_test(test_conf),
+        cmocka_unit_test(test_conf_rows),
+        cmocka_unit_test(test_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

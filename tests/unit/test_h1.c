@@ -85,8 +85,8 @@ struct head_case {
 
 static const struct head_case head_cases[] = {
     /* ---- accepted requests ---- */
-    {"get-basic", OK_REQ, B("GET / HTTP/1.1\r\n" H "\r\n"), .framing = "none", .ka = 'y', .minor = '1',
-     .method = "GET", .target = "/", .host = "example.com", .nhdr = 1, .expect100 = 'n'},
+    {"get-basic", OK_REQ, B("GET / HTTP/1.1\r\n" H "\r\n"), .framing = "none", .ka = 'y', .minor = '1', .method = "GET",
+     .target = "/", .host = "example.com", .nhdr = 1, .expect100 = 'n'},
     {"http10-no-host", OK_REQ, B("GET /index.html HTTP/1.0\r\n\r\n"), .framing = "none", .ka = 'n', .minor = '0',
      .target = "/index.html"},
     {"http10-keep-alive", OK_REQ, B("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), .ka = 'y',
@@ -110,8 +110,8 @@ static const struct head_case head_cases[] = {
      B("POST / HTTP/1.1\r\n" H "Content-Length: 7\r\ncontent-length: 007\r\n\r\n"), .framing = "length", .cl = 7},
     {"content-length-max", OK_REQ, B("POST / HTTP/1.1\r\n" H "Content-Length: 9223372036854775807\r\n\r\n"),
      .framing = "length", .cl = 9223372036854775807ull},
-    {"content-length-ows", OK_REQ, B("POST / HTTP/1.1\r\n" H "Content-Length: \t 42 \t\r\n\r\n"),
-     .framing = "length", .cl = 42},
+    {"content-length-ows", OK_REQ, B("POST / HTTP/1.1\r\n" H "Content-Length: \t 42 \t\r\n\r\n"), .framing = "length",
+     .cl = 42},
     {"chunked", OK_REQ, B("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n"), .tail = "0\r\n\r\n",
      .framing = "chunked"},
     {"chunked-mixed-case", OK_REQ, B("POST / HTTP/1.1\r\n" H "transfer-encoding: ChUnKeD\r\n\r\n"),
@@ -138,9 +138,9 @@ static const struct head_case head_cases[] = {
     {"value-only-ows", OK_REQ, B("GET / HTTP/1.1\r\n" H "X-Empty:  \t \r\n\r\n"), .hname = "x-empty", .hvalue = ""},
     {"value-obs-text", OK_REQ, B("GET / HTTP/1.1\r\n" H "X-U: caf\xc3\xa9\r\n\r\n"), .hname = "x-u",
      .hvalue = "caf\xc3\xa9"},
-    {"value-long-swar", OK_REQ, B("GET / HTTP/1.1\r\n" H "X-L: " X100 X100 X100 T100 X100 "\r\nX-M: " T100 T100
-                                  "\r\n\r\n"),
-     .hname = "x-m", .hvalue = T100 T100, .nhdr = 3},
+    {"value-long-swar", OK_REQ,
+     B("GET / HTTP/1.1\r\n" H "X-L: " X100 X100 X100 T100 X100 "\r\nX-M: " T100 T100 "\r\n\r\n"), .hname = "x-m",
+     .hvalue = T100 T100, .nhdr = 3},
     {"near-miss-names", OK_REQ,
      B("POST / HTTP/1.1\r\n" H "X-Abcdefgh: close\r\nContent-Lengtx: 5\r\nTransfer-Encodinx: gzip\r\n"
        "Hosts: a/b\r\nExpects: x\r\n\r\n"),
@@ -179,7 +179,9 @@ static const struct head_case head_cases[] = {
     {"obs-fold", ERR_REQ(400), B("GET / HTTP/1.1\r\n" H "X: a\r\n b\r\n\r\n")},
     {"obs-fold-tab", ERR_REQ(400), B("GET / HTTP/1.1\r\n" H "X: a\r\n\tb\r\n\r\n")},
     {"ws-before-first-header", ERR_REQ(400), B("GET / HTTP/1.1\r\n Host: a\r\n\r\n")},
-    {"ctl-in-value", ERR_REQ(400), B("GET / HTTP/1.1\r\n" H "X: a\x01" "b\r\n\r\n")},
+    {"ctl-in-value", ERR_REQ(400),
+     B("GET / HTTP/1.1\r\n" H "X: a\x01"
+       "b\r\n\r\n")},
     {"esc-in-value", ERR_REQ(400), B("GET / HTTP/1.1\r\n" H "X: a\x1b[31m\r\n\r\n")},
     {"del-in-value", ERR_REQ(400), B("GET / HTTP/1.1\r\n" H "X: a\x7f\r\n\r\n")},
     {"nul-in-value", ERR_REQ(400), B("GET / HTTP/1.1\r\n" H "X: a\0b\r\n\r\n")},
@@ -216,15 +218,15 @@ static const struct head_case head_cases[] = {
     {"te-chunked-twice", ERR_REQ(400), B("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked, chunked\r\n\r\n")},
     {"te-chunked-two-fields", ERR_REQ(400),
      B("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n")},
-    {"te-then-cl", ERR_REQ(400),
-     B("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")},
-    {"cl-then-te", ERR_REQ(400),
-     B("POST / HTTP/1.1\r\n" H "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")},
+    {"te-then-cl", ERR_REQ(400), B("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")},
+    {"cl-then-te", ERR_REQ(400), B("POST / HTTP/1.1\r\n" H "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")},
     {"te-http10", ERR_REQ(400), B("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n")},
     {"te-empty", ERR_REQ(400), B("POST / HTTP/1.1\r\n" H "Transfer-Encoding:\r\n\r\n")},
     {"te-trailing-comma", ERR_REQ(400), B("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked,\r\n\r\n")},
     {"te-with-param", ERR_REQ(400), B("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked;x=1\r\n\r\n")},
-    {"te-vertical-tab", ERR_REQ(400), B("POST / HTTP/1.1\r\n" H "Transfer-Encoding: \x0b" "chunked\r\n\r\n")},
+    {"te-vertical-tab", ERR_REQ(400),
+     B("POST / HTTP/1.1\r\n" H "Transfer-Encoding: \x0b"
+       "chunked\r\n\r\n")},
     {"expect-other", ERR_REQ(417), B("POST / HTTP/1.1\r\n" H "Expect: 200-ok\r\n\r\n")},
     {"expect-list-other", ERR_REQ(417), B("POST / HTTP/1.1\r\n" H "Expect: 100-continue, foo\r\n\r\n")},
     {"expect-empty", ERR_REQ(417), B("POST / HTTP/1.1\r\n" H "Expect:\r\n\r\n")},
@@ -268,16 +270,17 @@ static const struct head_case head_cases[] = {
      .ka = 'n', .minor = '0'},
     {"rsp-http10-keep-alive", OK_RSP, B("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n"),
      .ka = 'y'},
-    {"rsp-close", OK_RSP, B("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n"),
-     .framing = "length", .cl = 2, .ka = 'n'},
+    {"rsp-close", OK_RSP, B("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n"), .framing = "length",
+     .cl = 2, .ka = 'n'},
     {"rsp-204-with-length", OK_RSP, B("HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n"), .framing = "none",
      .status = 204},
     {"rsp-304-with-chunked", OK_RSP, B("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"),
      .framing = "none"},
     {"rsp-100-continue", OK_RSP, B("HTTP/1.1 100 Continue\r\n\r\n"), .tail = "HTTP/1.1 200 OK\r\n\r\n",
      .framing = "none", .status = 100},
-    {"rsp-101-upgrade", OK_RSP, B("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"),
-     .framing = "none", .conn = H1_CONN_UPGRADE},
+    {"rsp-101-upgrade", OK_RSP,
+     B("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"), .framing = "none",
+     .conn = H1_CONN_UPGRADE},
     {"rsp-head", .kind = K_RSP_HEAD, .rc = 0, B("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"), .framing = "none",
      .ka = 'y'},
     {"rsp-head-chunked", .kind = K_RSP_HEAD, .rc = 0, B("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -329,15 +332,15 @@ static long off_of(const char *base, const char *p)
     return p ? (long)(p - base) : -1;
 }
 
-#define SAME_VIEW(field)                                                                                         \
-    do {                                                                                                         \
-        if (off_of(ab, a->field.p) != off_of(bb, b->field.p) || a->field.len != b->field.len)                    \
-            fail_msg("%s (%s): " #field " differs", name, how);                                                  \
+#define SAME_VIEW(field)                                                                                               \
+    do {                                                                                                               \
+        if (off_of(ab, a->field.p) != off_of(bb, b->field.p) || a->field.len != b->field.len)                          \
+            fail_msg("%s (%s): " #field " differs", name, how);                                                        \
     } while (0)
-#define SAME(field)                                                                                              \
-    do {                                                                                                         \
-        if (a->field != b->field)                                                                                \
-            fail_msg("%s (%s): " #field " differs", name, how);                                                  \
+#define SAME(field)                                                                                                    \
+    do {                                                                                                               \
+        if (a->field != b->field)                                                                                      \
+            fail_msg("%s (%s): " #field " differs", name, how);                                                        \
     } while (0)
 
 /* Two parses of the same bytes (maybe at different addresses) must have
@@ -444,8 +447,8 @@ static void check_incremental(const struct head_case *c, const char *how, int rc
         check_same(c->name, how, m, mb, w, wb);
     } else {
         if (m->error_status != w->error_status || strcmp(m->error, w->error) != 0)
-            fail_msg("%s (%s): error %d %s, whole gave %d %s", c->name, how, m->error_status, m->error,
-                     w->error_status, w->error);
+            fail_msg("%s (%s): error %d %s, whole gave %d %s", c->name, how, m->error_status, m->error, w->error_status,
+                     w->error);
     }
 }
 
@@ -667,9 +670,10 @@ static const struct chunk_case chunk_cases[] = {
     {"ext-ws-before-crlf", B("5;a=b \r\nhello\r\n"), .rc = RP_ERR, P("")},
     {"ext-name-ws-crlf", B("5;a \r\nhello\r\n"), .rc = RP_ERR, P("")},
     {"ext-over-max-line", B("5;abcdefghijk\r\nhello\r\n0\r\n\r\n"), .rc = RP_ERR, P(""), .max_line = 12},
-    {"ext-over-default-line", B("5;" X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100
-                                X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100
-                                X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 "\r\nhello"),
+    {"ext-over-default-line",
+     B("5;" X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100
+           X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 X100
+       "\r\nhello"),
      .rc = RP_ERR, P("")},
     {"trailer-obs-fold", B("0\r\nX: a\r\n b\r\n\r\n"), .rc = RP_ERR, P("")},
     {"trailer-bad-name", B("0\r\nX Y: a\r\n\r\n"), .rc = RP_ERR, P("")},
@@ -702,7 +706,7 @@ static void sink_cb(void *arg, const char *d, size_t n)
 }
 
 struct feed_result {
-    int rc;         /* RP_ERR, RP_AGAIN (not done), 0 (done) */
+    int rc; /* RP_ERR, RP_AGAIN (not done), 0 (done) */
     size_t consumed;
     const char *error;
     struct sink sink;
@@ -895,12 +899,12 @@ static void test_find_header(void **state)
     assert_non_null(h1_find_header(&m, "host"));
 }
 
-static struct h1_str S(const char *s)
-{
+static struct h1_str S(const char *s) {
     return (struct h1_str){s, strlen(s)};
 }
 
-static void test_list_has_token(void **state)
+static void
+test_list_has_token(void **state)
 {
     (void)state;
     assert_true(h1_list_has_token(S("close"), "close"));
@@ -918,9 +922,10 @@ static void test_list_has_token(void **state)
 static void test_hop_by_hop(void **state)
 {
     (void)state;
-    const char *yes[] = {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding",
-                         "UPGRADE", "Proxy-Authenticate", "proxy-authorization"};
-    const char *no[] = {"Content-Length", "Host", "Trailers", "T", "Authorization", "X-Connection", "Upgrade-Insecure-Requests"};
+    const char *yes[] = {"Connection", "keep-alive",         "Proxy-Connection",   "TE", "Trailer", "Transfer-Encoding",
+                         "UPGRADE",    "Proxy-Authenticate", "proxy-authorization"};
+    const char *no[] = {"Content-Length",           "Host", "Trailers", "T", "Authorization", "X-Connection",
+                        "Upgrade-Insecure-Requests"};
     for (size_t i = 0; i < RP_ARRAY_LEN(yes); i++)
         if (!h1_is_hop_by_hop(S(yes[i])))
             fail_msg("%s should be hop-by-hop", yes[i]);
@@ -973,9 +978,9 @@ static void test_write_response_head(void **state)
     assert_int_equal(h1_write_response_head(out, sizeof out, 200, NULL, empty_n, 1), RP_ERR);
     assert_int_equal(h1_write_response_head(out, sizeof out, 200, "O\nK", NULL, 0), RP_ERR);
     assert_int_equal(h1_write_response_head(out, sizeof out, 200, "OK", hs, 1), 51);
-    assert_int_equal(h1_write_response_head(out, 12, 200, "OK", hs, 1), RP_ERR);   /* status line */
-    assert_int_equal(h1_write_response_head(out, 30, 200, "OK", hs, 1), RP_ERR);   /* header */
-    assert_int_equal(h1_write_response_head(out, 50, 200, "OK", hs, 1), RP_ERR);   /* final CRLF */
+    assert_int_equal(h1_write_response_head(out, 12, 200, "OK", hs, 1), RP_ERR); /* status line */
+    assert_int_equal(h1_write_response_head(out, 30, 200, "OK", hs, 1), RP_ERR); /* header */
+    assert_int_equal(h1_write_response_head(out, 50, 200, "OK", hs, 1), RP_ERR); /* final CRLF */
     assert_int_equal(h1_write_response_head(out, sizeof out, 99, NULL, NULL, 0), RP_ERR);
     assert_int_equal(h1_write_response_head(out, sizeof out, 1000, NULL, NULL, 0), RP_ERR);
     n = h1_write_response_head(out, sizeof out, 204, "", NULL, 0);
@@ -986,16 +991,11 @@ static void test_write_response_head(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_head_cases),
-        cmocka_unit_test(test_buffer_moved),
-        cmocka_unit_test(test_headers_cap),
-        cmocka_unit_test(test_default_limits),
-        cmocka_unit_test(test_chunk_cases),
-        cmocka_unit_test(test_chunk_large),
-        cmocka_unit_test(test_find_header),
-        cmocka_unit_test(test_list_has_token),
-        cmocka_unit_test(test_hop_by_hop),
-        cmocka_unit_test(test_reason),
+        cmocka_unit_test(test_head_cases),          cmocka_unit_test(test_buffer_moved),
+        cmocka_unit_test(test_headers_cap),         cmocka_unit_test(test_default_limits),
+        cmocka_unit_test(test_chunk_cases),         cmocka_unit_test(test_chunk_large),
+        cmocka_unit_test(test_find_header),         cmocka_unit_test(test_list_has_token),
+        cmocka_unit_test(test_hop_by_hop),          cmocka_unit_test(test_reason),
         cmocka_unit_test(test_write_response_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

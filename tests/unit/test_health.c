@@ -431,7 +431,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rise_fall), cmocka_unit_test(test_slow_start), cmocka_unit_test(test_status_line),
-        cmocka_unit_test(test_conf_rows), cmocka_unit_test(test_conf),      cmocka_unit_test(test_checker_io),
+        cmocka_unit_test(test_conf_rows), cmocka_unit_test(test_conf),       cmocka_unit_test(test_checker_io),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -430,11 +430,11 @@ static void test_admin_no_token_file(void **state)
 {
     (void)state;
     struct resp r;
-    roundtrip(admin_port(S.admin_ro),
-              "POST /admin/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " TOKEN "\r\n\r\n", &r);
+    roundtrip(admin_port(S.admin_ro), "POST /admin/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " TOKEN "\r\n\r\n",
+              &r);
     assert_int_equal(r.status, 403);
     assert_non_null(strstr(r.body, "{\"error\":{\"message\":\"admin writes are disabled: set admin.token_file\","
-                                    "\"type\":\"forbidden\","));
+                                   "\"type\":\"forbidden\","));
     resp_free(&r);
     roundtrip(admin_port(S.admin_ro), "GET /admin/x HTTP/1.1\r\nHost: a\r\n\r\n", &r);
     assert_int_equal(r.status, 200);
@@ -890,8 +890,9 @@ static void test_serve_bytes_any_split(void **state)
     /* Chunk data past max_body, then a framing error (found by
      * fuzz_httpd): 413 whether or not a read splits the two. */
     char over[200];
-    int ol = snprintf(over, sizeof over, "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
-                                         "40\r\n%064dXX",
+    int ol = snprintf(over, sizeof over,
+                      "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+                      "40\r\n%064dXX",
                       0);
     for (size_t cut = 0; cut <= (size_t)ol; cut++) {
         const char *p5[] = {over, over + cut};
@@ -945,24 +946,15 @@ static void test_max_connections(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_healthz),
-        cmocka_unit_test(test_metrics_page),
-        cmocka_unit_test(test_admin_auth),
-        cmocka_unit_test(test_admin_no_token_file),
-        cmocka_unit_test(test_admin_not_found),
-        cmocka_unit_test(test_admin_token_file_errors),
-        cmocka_unit_test(test_admin_token_parse),
-        cmocka_unit_test(test_pipelined_in_order),
-        cmocka_unit_test(test_byte_by_byte),
-        cmocka_unit_test(test_status_and_headers),
-        cmocka_unit_test(test_body_limits),
-        cmocka_unit_test(test_expect_continue),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_connection_close_and_http10),
-        cmocka_unit_test(test_timeouts),
-        cmocka_unit_test(test_large_response_backpressure),
-        cmocka_unit_test(test_max_connections),
-        cmocka_unit_test(test_serve_bytes_any_split),
+        cmocka_unit_test(test_healthz),           cmocka_unit_test(test_metrics_page),
+        cmocka_unit_test(test_admin_auth),        cmocka_unit_test(test_admin_no_token_file),
+        cmocka_unit_test(test_admin_not_found),   cmocka_unit_test(test_admin_token_file_errors),
+        cmocka_unit_test(test_admin_token_parse), cmocka_unit_test(test_pipelined_in_order),
+        cmocka_unit_test(test_byte_by_byte),      cmocka_unit_test(test_status_and_headers),
+        cmocka_unit_test(test_body_limits),       cmocka_unit_test(test_expect_continue),
+        cmocka_unit_test(test_malformed),         cmocka_unit_test(test_connection_close_and_http10),
+        cmocka_unit_test(test_timeouts),          cmocka_unit_test(test_large_response_backpressure),
+        cmocka_unit_test(test_max_connections),   cmocka_unit_test(test_serve_bytes_any_split),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -298,9 +298,9 @@ static void test_scan_garbage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_valid),     cmocka_unit_test(test_parse_missing),
-        cmocka_unit_test(test_parse_invalid),   cmocka_unit_test(test_parse_too_large),
-        cmocka_unit_test(test_scan_json_body),  cmocka_unit_test(test_scan_sse),
+        cmocka_unit_test(test_parse_valid),       cmocka_unit_test(test_parse_missing),
+        cmocka_unit_test(test_parse_invalid),     cmocka_unit_test(test_parse_too_large),
+        cmocka_unit_test(test_scan_json_body),    cmocka_unit_test(test_scan_sse),
         cmocka_unit_test(test_scan_sse_no_usage), cmocka_unit_test(test_scan_garbage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,11 +29,11 @@ static void test_observe_buckets(void **state)
 {
     (void)state;
     struct metrics_hist h = {0};
-    metrics_hist_observe(&h, 0);          /* bucket 0 */
-    metrics_hist_observe(&h, 1000);       /* exactly 1ms: le="0.001" is inclusive */
-    metrics_hist_observe(&h, 1001);       /* bucket 1 */
-    metrics_hist_observe(&h, 60000000);   /* exactly 60s: last finite bucket */
-    metrics_hist_observe(&h, 60000001);   /* +Inf */
+    metrics_hist_observe(&h, 0);        /* bucket 0 */
+    metrics_hist_observe(&h, 1000);     /* exactly 1ms: le="0.001" is inclusive */
+    metrics_hist_observe(&h, 1001);     /* bucket 1 */
+    metrics_hist_observe(&h, 60000000); /* exactly 60s: last finite bucket */
+    metrics_hist_observe(&h, 60000001); /* +Inf */
     assert_int_equal(h.counts[0], 2);
     assert_int_equal(h.counts[1], 1);
     assert_int_equal(h.counts[METRICS_HIST_BUCKETS - 1], 1);
@@ -60,9 +60,9 @@ static void test_quantile(void **state)
 
     struct metrics_hist m = {0};
     for (int i = 0; i < 50; i++)
-        metrics_hist_observe(&m, 500);      /* (0, 1ms] */
+        metrics_hist_observe(&m, 500); /* (0, 1ms] */
     for (int i = 0; i < 50; i++)
-        metrics_hist_observe(&m, 750000);   /* (0.5s, 1s] */
+        metrics_hist_observe(&m, 750000); /* (0.5s, 1s] */
     assert_int_equal(metrics_hist_quantile(&m, 0.5), 1000);
     assert_int_equal(metrics_hist_quantile(&m, 0.75), 750000);
     assert_int_equal(metrics_hist_quantile(&m, 0.99), 990000);
@@ -72,24 +72,23 @@ static void test_quantile(void **state)
     assert_int_equal(metrics_hist_quantile(&inf, 0.5), 60000000);
 }
 
-static const char *hist_text =
-    "rp_test_seconds_bucket{up=\"a\",le=\"0.001\"} 1\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"0.0025\"} 1\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"0.005\"} 1\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"0.01\"} 1\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"0.025\"} 1\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"0.05\"} 1\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"0.1\"} 1\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"0.25\"} 2\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"0.5\"} 2\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"1\"} 2\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"2.5\"} 2\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"5\"} 2\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"10\"} 2\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"60\"} 2\n"
-    "rp_test_seconds_bucket{up=\"a\",le=\"+Inf\"} 3\n"
-    "rp_test_seconds_sum{up=\"a\"} 61.200500\n"
-    "rp_test_seconds_count{up=\"a\"} 3\n";
+static const char *hist_text = "rp_test_seconds_bucket{up=\"a\",le=\"0.001\"} 1\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"0.0025\"} 1\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"0.005\"} 1\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"0.01\"} 1\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"0.025\"} 1\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"0.05\"} 1\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"0.1\"} 1\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"0.25\"} 2\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"0.5\"} 2\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"1\"} 2\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"2.5\"} 2\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"5\"} 2\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"10\"} 2\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"60\"} 2\n"
+                               "rp_test_seconds_bucket{up=\"a\",le=\"+Inf\"} 3\n"
+                               "rp_test_seconds_sum{up=\"a\"} 61.200500\n"
+                               "rp_test_seconds_count{up=\"a\"} 3\n";
 
 static void test_hist_render_exact(void **state)
 {

@@ -341,7 +341,8 @@ int main(void)
         cmocka_unit_test(test_groups_judged_apart),
         cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_conf_rows), cmocka_unit_test(test_conf),
+        cmocka_unit_test(test_conf_rows),
+        cmocka_unit_test(test_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -106,10 +106,8 @@ static void test_announces_body(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status_class),
-        cmocka_unit_test(test_since),
-        cmocka_unit_test(test_request_id),
-        cmocka_unit_test(test_named_in_connection),
+        cmocka_unit_test(test_status_class),   cmocka_unit_test(test_since),
+        cmocka_unit_test(test_request_id),     cmocka_unit_test(test_named_in_connection),
         cmocka_unit_test(test_announces_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

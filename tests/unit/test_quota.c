@@ -145,9 +145,9 @@ static void test_format_reset(void **state)
         uint64_t ms;
         const char *want;
     } cases[] = {
-        {0, "0ms"},      {20, "20ms"},         {999, "999ms"},         {1000, "1s"},
-        {1500, "1.5s"},  {1020, "1.02s"},      {59999, "59.999s"},     {60000, "1m0s"},
-        {360000, "6m0s"}, {3723004, "1h2m3.004s"}, {7200000, "2h0m0s"},
+        {0, "0ms"},          {20, "20ms"},       {999, "999ms"},  {1000, "1s"},     {1500, "1.5s"},
+        {1020, "1.02s"},     {59999, "59.999s"}, {60000, "1m0s"}, {360000, "6m0s"}, {3723004, "1h2m3.004s"},
+        {7200000, "2h0m0s"},
     };
     for (size_t i = 0; i < RP_ARRAY_LEN(cases); i++) {
         assert_true(quota_format_reset(b, sizeof b, cases[i].ms) > 0);
@@ -191,9 +191,12 @@ static void test_headers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rps_bucket),  cmocka_unit_test(test_reservation_blocks_burst),
-        cmocka_unit_test(test_too_large_and_unlimited), cmocka_unit_test(test_need),
-        cmocka_unit_test(test_is_full),     cmocka_unit_test(test_format_reset),
+        cmocka_unit_test(test_rps_bucket),
+        cmocka_unit_test(test_reservation_blocks_burst),
+        cmocka_unit_test(test_too_large_and_unlimited),
+        cmocka_unit_test(test_need),
+        cmocka_unit_test(test_is_full),
+        cmocka_unit_test(test_format_reset),
         cmocka_unit_test(test_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

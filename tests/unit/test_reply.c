@@ -69,7 +69,8 @@ static void test_error_body_exact(void **state)
     /* A missing message is the empty string, never null: clients read it. */
     sbuf_reset(&s);
     reply_error_body(&s, 500, NULL, NULL, NULL, NULL);
-    assert_string_equal(s.data, "{\"error\":{\"message\":\"\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n");
+    assert_string_equal(s.data,
+                        "{\"error\":{\"message\":\"\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n");
     json_t *v = parse_error_body(s.data, s.len);
     assert_string_equal(member(v, "message"), "");
     json_decref(v);
@@ -110,15 +111,33 @@ static void test_error_types(void **state)
         int status;
         const char *type;
     } cases[] = {
-        {400, "invalid_request_error"}, {408, "invalid_request_error"}, {411, "invalid_request_error"},
-        {413, "invalid_request_error"}, {414, "invalid_request_error"}, {415, "invalid_request_error"},
-        {417, "invalid_request_error"}, {422, "invalid_request_error"}, {431, "invalid_request_error"},
-        {501, "invalid_request_error"}, {505, "invalid_request_error"}, {401, "authentication_error"},
-        {403, "authentication_error"},  {404, "not_found_error"},       {405, "not_found_error"},
-        {429, "rate_limit_exceeded"},   {503, "overloaded"},            {502, "upstream_error"},
-        {504, "upstream_error"},        {409, "invalid_request_error"}, {451, "invalid_request_error"},
-        {499, "invalid_request_error"}, {500, "server_error"},          {507, "server_error"},
-        {599, "server_error"},          {200, "server_error"},          {0, "server_error"},
+        {400, "invalid_request_error"},
+        {408, "invalid_request_error"},
+        {411, "invalid_request_error"},
+        {413, "invalid_request_error"},
+        {414, "invalid_request_error"},
+        {415, "invalid_request_error"},
+        {417, "invalid_request_error"},
+        {422, "invalid_request_error"},
+        {431, "invalid_request_error"},
+        {501, "invalid_request_error"},
+        {505, "invalid_request_error"},
+        {401, "authentication_error"},
+        {403, "authentication_error"},
+        {404, "not_found_error"},
+        {405, "not_found_error"},
+        {429, "rate_limit_exceeded"},
+        {503, "overloaded"},
+        {502, "upstream_error"},
+        {504, "upstream_error"},
+        {409, "invalid_request_error"},
+        {451, "invalid_request_error"},
+        {499, "invalid_request_error"},
+        {500, "server_error"},
+        {507, "server_error"},
+        {599, "server_error"},
+        {200, "server_error"},
+        {0, "server_error"},
     };
     (void)state;
     for (size_t i = 0; i < RP_ARRAY_LEN(cases); i++) {
@@ -133,7 +152,7 @@ static void test_error_types(void **state)
 static void test_conn(void **state)
 {
     (void)state;
-    assert_int_equal(reply_conn(false, 1), REPLY_CONN_NONE);       /* 1.1 keeps alive by default */
+    assert_int_equal(reply_conn(false, 1), REPLY_CONN_NONE); /* 1.1 keeps alive by default */
     assert_int_equal(reply_conn(true, 1), REPLY_CONN_CLOSE);
     assert_int_equal(reply_conn(false, 0), REPLY_CONN_KEEP_ALIVE); /* 1.0 only when told */
     assert_int_equal(reply_conn(true, 0), REPLY_CONN_CLOSE);
@@ -202,8 +221,8 @@ static void test_head_exact(void **state)
 
     /* An empty request id writes no header. */
     sbuf_reset(&s);
-    reply_head(&s, &(struct reply_head){.status = 404, .content_length = 2, .request_id = "",
-                                        .conn = REPLY_CONN_KEEP_ALIVE});
+    reply_head(
+        &s, &(struct reply_head){.status = 404, .content_length = 2, .request_id = "", .conn = REPLY_CONN_KEEP_ALIVE});
     assert_string_equal(s.data, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
                                 "Connection: keep-alive\r\n\r\n");
     sbuf_free(&s);
@@ -253,8 +272,8 @@ static void test_head_connection(void **state)
         struct h1_header hs[16];
         char v[64];
         sbuf_init(&s, 0);
-        reply_head(&s, &(struct reply_head){.status = 200, .content_length = 0,
-                                            .conn = reply_conn(cases[i].close, cases[i].minor)});
+        reply_head(&s, &(struct reply_head){
+                           .status = 200, .content_length = 0, .conn = reply_conn(cases[i].close, cases[i].minor)});
         parse_head(&s, &m, hs, 16);
         const char *got = header(&m, "Connection", v, sizeof v);
         if (cases[i].want)

@@ -253,7 +253,8 @@ int main(void)
         cmocka_unit_test(test_budget_allows_low_rate),
         cmocka_unit_test(test_budget_window_slides),
         cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_conf_rows), cmocka_unit_test(test_conf),
+        cmocka_unit_test(test_conf_rows),
+        cmocka_unit_test(test_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

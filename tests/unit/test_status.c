@@ -585,9 +585,8 @@ static void test_reported_incident_shows(void **state)
     struct fixture f;
     start(&f, base_yaml);
     assert_int_equal(unresolved_count(&f), 0);
-    assert_int_equal(status_report_incident(f.st, 0, "New release of chat rolled back",
-                                            "bad build \x01\xef\xbf\xbf", f.now),
-                     RP_OK);
+    assert_int_equal(
+        status_report_incident(f.st, 0, "New release of chat rolled back", "bad build \x01\xef\xbf\xbf", f.now), RP_OK);
     /* At once, not after the next unrelated write. */
     assert_int_equal(unresolved_count(&f), 1);
     size_t len;
@@ -856,8 +855,7 @@ struct life {
 
 static void act_rollback(struct canary *c);
 
-static void lifetime(const char *yaml, const struct config_upstream *u, void (*act)(struct canary *),
-                     struct life *out)
+static void lifetime(const char *yaml, const struct config_upstream *u, void (*act)(struct canary *), struct life *out)
 {
     struct fixture f;
     memset(&f, 0, sizeof f);
@@ -969,9 +967,8 @@ static void conf_errors(const char *yaml, const char *want)
     struct conf_doc *doc = conf_load_string("t.yaml", yaml, strlen(yaml));
     struct status_conf sc;
     status_conf_init(&sc);
-    int rc =
-        status_conf_parse(doc, conf_get(conf_root(doc), "status"), conf_get(conf_root(doc), "components"), NULL, 0,
-                          &sc);
+    int rc = status_conf_parse(doc, conf_get(conf_root(doc), "status"), conf_get(conf_root(doc), "components"), NULL, 0,
+                               &sc);
     assert_int_equal(rc, RP_ERR);
     bool found = false;
     for (size_t i = 0; i < conf_error_count(doc); i++)

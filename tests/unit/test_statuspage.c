@@ -604,8 +604,8 @@ static bool xml_clean(const char *s, size_t len)
         int n = rp_utf8_next(s + i, len - i, &cp);
         if (n < 0)
             return false;
-        if (!(cp == 0x9 || cp == 0xa || cp == 0xd || (cp >= 0x20 && cp <= 0xd7ff) ||
-              (cp >= 0xe000 && cp <= 0xfffd) || cp >= 0x10000))
+        if (!(cp == 0x9 || cp == 0xa || cp == 0xd || (cp >= 0x20 && cp <= 0xd7ff) || (cp >= 0xe000 && cp <= 0xfffd) ||
+              cp >= 0x10000))
             return false;
         i += (size_t)n;
     }
@@ -624,17 +624,33 @@ static void test_markup_text(void **state)
         {"<a href=\"x\">&'", 14, "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"},
         {"tab\tlf\ncr\r", 10, "tab\tlf\ncr\r"},
         {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
-        {"\xef\xbf\xbd", 3, "\xef\xbf\xbd"},             /* U+FFFD itself is fine */
-        {"\xef\xbf\xbc", 3, "\xef\xbf\xbc"},             /* U+FFFC is allowed */
-        {"a\xef\xbf\xbe" "b", 5, "a\xef\xbf\xbd" "b"},   /* U+FFFE */
-        {"a\xef\xbf\xbf" "b", 5, "a\xef\xbf\xbd" "b"},   /* U+FFFF */
-        {"a\x01" "b\x1f" "c", 5, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c"},
+        {"\xef\xbf\xbd", 3, "\xef\xbf\xbd"}, /* U+FFFD itself is fine */
+        {"\xef\xbf\xbc", 3, "\xef\xbf\xbc"}, /* U+FFFC is allowed */
+        {"a\xef\xbf\xbe"
+         "b",
+         5,
+         "a\xef\xbf\xbd"
+         "b"}, /* U+FFFE */
+        {"a\xef\xbf\xbf"
+         "b",
+         5,
+         "a\xef\xbf\xbd"
+         "b"}, /* U+FFFF */
+        {"a\x01"
+         "b\x1f"
+         "c",
+         5,
+         "a\xef\xbf\xbd"
+         "b\xef\xbf\xbd"
+         "c"},
         {"nul\0x", 5, "nul\xef\xbf\xbdx"},
-        {"bad\xff" "x", 5, "bad\xef\xbf\xbdx"},
-        {"cut\xe2\x82", 5, "cut\xef\xbf\xbd\xef\xbf\xbd"}, /* one per bad byte */
+        {"bad\xff"
+         "x",
+         5, "bad\xef\xbf\xbdx"},
+        {"cut\xe2\x82", 5, "cut\xef\xbf\xbd\xef\xbf\xbd"},           /* one per bad byte */
         {"\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* lone surrogate U+D800 */
-        {"\xc0\xbc", 2, "\xef\xbf\xbd\xef\xbf\xbd"},     /* overlong '<' must not become '<' */
-        {"\xc3<", 2, "\xef\xbf\xbd&lt;"},                  /* a bad byte does not swallow markup */
+        {"\xc0\xbc", 2, "\xef\xbf\xbd\xef\xbf\xbd"},                 /* overlong '<' must not become '<' */
+        {"\xc3<", 2, "\xef\xbf\xbd&lt;"},                            /* a bad byte does not swallow markup */
     };
     for (size_t i = 0; i < RP_ARRAY_LEN(cases); i++) {
         struct sbuf o;
@@ -707,10 +723,17 @@ int main(void)
 {
     setup_view();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),     cmocka_unit_test(test_time),    cmocka_unit_test(test_summary),
-        cmocka_unit_test(test_documents), cmocka_unit_test(test_overall), cmocka_unit_test(test_html),
-        cmocka_unit_test(test_feeds),     cmocka_unit_test(test_paths),   cmocka_unit_test(test_ids),
-        cmocka_unit_test(test_markup_text), cmocka_unit_test(test_feeds_forbidden),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_time),
+        cmocka_unit_test(test_summary),
+        cmocka_unit_test(test_documents),
+        cmocka_unit_test(test_overall),
+        cmocka_unit_test(test_html),
+        cmocka_unit_test(test_feeds),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_markup_text),
+        cmocka_unit_test(test_feeds_forbidden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -492,10 +492,14 @@ static void test_open_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_components),    cmocka_unit_test(test_minutes_roundtrip),
-        cmocka_unit_test(test_fold_400_days), cmocka_unit_test(test_incidents_roundtrip),
-        cmocka_unit_test(test_load_bounds),   cmocka_unit_test(test_survives_sigkill),
-        cmocka_unit_test(test_open_errors),   cmocka_unit_test(test_release_verdicts),
+        cmocka_unit_test(test_components),
+        cmocka_unit_test(test_minutes_roundtrip),
+        cmocka_unit_test(test_fold_400_days),
+        cmocka_unit_test(test_incidents_roundtrip),
+        cmocka_unit_test(test_load_bounds),
+        cmocka_unit_test(test_survives_sigkill),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_release_verdicts),
         cmocka_unit_test(test_release_table_migration),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -358,10 +358,13 @@ static void test_bounded_table(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conf_parse),     cmocka_unit_test(test_conf_errors),
+        cmocka_unit_test(test_conf_parse),
+        cmocka_unit_test(test_conf_errors),
         cmocka_unit_test(test_key_file_must_be_regular),
-        cmocka_unit_test(test_identify_key),   cmocka_unit_test(test_identify_header_and_address),
-        cmocka_unit_test(test_priority),       cmocka_unit_test(test_bounded_table),
+        cmocka_unit_test(test_identify_key),
+        cmocka_unit_test(test_identify_header_and_address),
+        cmocka_unit_test(test_priority),
+        cmocka_unit_test(test_bounded_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

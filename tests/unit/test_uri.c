@@ -53,12 +53,20 @@ static void test_endpoint_variants(void **state)
 {
     (void)state;
     static const char *variants[] = {
-        "/v1/chat/completions",      "/v1/chat/%63ompletions",  "/v1//chat/completions",
-        "/v1/./chat/completions",    "/v1/chat/completions/",   "/v1/chat/completions?x=1",
-        "//v1/chat//completions",    "/v1/x/../chat/completions", "/v1/chat/%2e/completions",
+        "/v1/chat/completions",
+        "/v1/chat/%63ompletions",
+        "/v1//chat/completions",
+        "/v1/./chat/completions",
+        "/v1/chat/completions/",
+        "/v1/chat/completions?x=1",
+        "//v1/chat//completions",
+        "/v1/x/../chat/completions",
+        "/v1/chat/%2e/completions",
         "/%76%31/%63%68%61%74/%63%6F%6D%70%6C%65%74%69%6F%6E%73",
-        "/v1/chat/completions/.",    "/v1/chat/completions/x/..",
-        "http://api.example/v1/chat/completions", "HTTPS://Api.Example:8443/v1//chat/./completions?stream=1",
+        "/v1/chat/completions/.",
+        "/v1/chat/completions/x/..",
+        "http://api.example/v1/chat/completions",
+        "HTTPS://Api.Example:8443/v1//chat/./completions?stream=1",
         "/V1/Chat/Completions",
     };
     for (size_t i = 0; i < RP_ARRAY_LEN(variants); i++) {
@@ -402,8 +410,8 @@ static ssize_t reference(const char *t, size_t len, char *out, size_t cap)
 }
 
 static const char *pieces[] = {
-    "/", "/", "/", "//", ".", "..", "/.", "/..", "%2e", "%2E", "%2e%2e", ".%2E", "a", "b", "Zz", "~", "-_",
-    "%41", "%7e", "%7E", "%3f", "%3F", "%3a", "%c3%a9", "%25", "%252e", ";p=1", ":", "@", "!$&'()*+,=",
+    "/", "/",  "/",   "//",  ".",   "..",  "/.",  "/..", "%2e",    "%2E", "%2e%2e", ".%2E", "a", "b", "Zz",
+    "~", "-_", "%41", "%7e", "%7E", "%3f", "%3F", "%3a", "%c3%a9", "%25", "%252e",  ";p=1", ":", "@", "!$&'()*+,=",
 };
 
 static size_t gen(char *t, size_t cap)
@@ -480,8 +488,8 @@ static void test_properties(void **state)
         }
         ok++;
         check_invariants(a, (size_t)na);
-        assert_int_equal(ia.changed, (size_t)na != (ia.query ? (size_t)(ia.query - 1 - t) : len) ||
-                                         memcmp(a, t, (size_t)na) != 0);
+        assert_int_equal(ia.changed,
+                         (size_t)na != (ia.query ? (size_t)(ia.query - 1 - t) : len) || memcmp(a, t, (size_t)na) != 0);
 
         /* idempotence: the output is a fixed point */
         ssize_t nb = uri_normalize_path(a, (size_t)na, b, sizeof b, &ib);
@@ -502,12 +510,9 @@ static void test_properties(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_endpoint_variants),
-        cmocka_unit_test(test_escapes),
-        cmocka_unit_test(test_dot_segments),
-        cmocka_unit_test(test_forms),
-        cmocka_unit_test(test_bad_bytes),
-        cmocka_unit_test(test_capacity),
+        cmocka_unit_test(test_endpoint_variants), cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_dot_segments),      cmocka_unit_test(test_forms),
+        cmocka_unit_test(test_bad_bytes),         cmocka_unit_test(test_capacity),
         cmocka_unit_test(test_properties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -54,23 +54,23 @@ static void test_utf8_next(void **state)
         const char *s;
         size_t len;
     } bad[] = {
-        {"\x80", 1},                 /* lone continuation */
-        {"\xbf", 1},                 /* lone continuation */
-        {"\xc0\x80", 2},             /* overlong NUL */
-        {"\xc1\xbf", 2},             /* overlong */
-        {"\xe0\x80\x80", 3},         /* overlong */
-        {"\xe0\x9f\xbf", 3},         /* overlong U+07FF */
-        {"\xf0\x8f\xbf\xbf", 4},     /* overlong U+FFFF */
-        {"\xed\xa0\x80", 3},         /* U+D800, a surrogate */
-        {"\xed\xbf\xbf", 3},         /* U+DFFF */
-        {"\xf4\x90\x80\x80", 4},     /* U+110000 */
-        {"\xf5\x80\x80\x80", 4},     /* no such lead byte */
-        {"\xff", 1},                 /* never in UTF-8 */
-        {"\xc3", 1},                 /* truncated */
-        {"\xe2\x82", 2},             /* truncated */
-        {"\xf0\x9f\x98", 3},         /* truncated */
-        {"\xc3\x41", 2},             /* continuation missing */
-        {"\xe2\x28\xa1", 3},         /* continuation missing */
+        {"\x80", 1},             /* lone continuation */
+        {"\xbf", 1},             /* lone continuation */
+        {"\xc0\x80", 2},         /* overlong NUL */
+        {"\xc1\xbf", 2},         /* overlong */
+        {"\xe0\x80\x80", 3},     /* overlong */
+        {"\xe0\x9f\xbf", 3},     /* overlong U+07FF */
+        {"\xf0\x8f\xbf\xbf", 4}, /* overlong U+FFFF */
+        {"\xed\xa0\x80", 3},     /* U+D800, a surrogate */
+        {"\xed\xbf\xbf", 3},     /* U+DFFF */
+        {"\xf4\x90\x80\x80", 4}, /* U+110000 */
+        {"\xf5\x80\x80\x80", 4}, /* no such lead byte */
+        {"\xff", 1},             /* never in UTF-8 */
+        {"\xc3", 1},             /* truncated */
+        {"\xe2\x82", 2},         /* truncated */
+        {"\xf0\x9f\x98", 3},     /* truncated */
+        {"\xc3\x41", 2},         /* continuation missing */
+        {"\xe2\x28\xa1", 3},     /* continuation missing */
         {"", 0},
     };
     for (size_t i = 0; i < RP_ARRAY_LEN(bad); i++) {
@@ -86,7 +86,9 @@ static void test_utf8_valid(void **state)
     assert_true(rp_utf8_valid("", 0, &at));
     assert_true(rp_utf8_valid("plain ascii", 11, NULL));
     assert_true(rp_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, &at));
-    assert_false(rp_utf8_valid("ab\xff" "cd", 5, &at));
+    assert_false(rp_utf8_valid("ab\xff"
+                               "cd",
+                               5, &at));
     assert_int_equal(at, 2);
     assert_false(rp_utf8_valid("caf\xc3", 4, &at));
     assert_int_equal(at, 3);
@@ -114,7 +116,10 @@ static void test_utf8_prefix(void **state)
     assert_int_equal(rp_utf8_prefix(s, 11), 11);
     assert_int_equal(rp_utf8_prefix(s, 1000), 11); /* stops at the NUL */
     /* Stops before invalid bytes, and at a NUL inside a sequence. */
-    assert_int_equal(rp_utf8_prefix("ok\xff" "more", 100), 2);
+    assert_int_equal(rp_utf8_prefix("ok\xff"
+                                    "more",
+                                    100),
+                     2);
     assert_int_equal(rp_utf8_prefix("ok\xe2\x82", 100), 2);
     char buf[4] = {'\xe2', '\x82', '\0', '\xac'};
     assert_int_equal(rp_utf8_prefix(buf, sizeof buf), 0);
@@ -180,7 +185,7 @@ static void test_strieq(void **state)
         {"CONTENT-LENGTH", 14, "content-length", true},
         {"content-length", 14, "CONTENT-LENGTH", true},
         {"Content-Length: 5", 14, "content-length", true}, /* length-delimited */
-        {"Content-Lengt", 13, "content-length", false},   /* prefix of the literal */
+        {"Content-Lengt", 13, "content-length", false},    /* prefix of the literal */
         {"Content-Lengths", 15, "content-length", false},  /* literal is a prefix */
         {"", 0, "", true},
         {"", 0, "a", false},
@@ -295,7 +300,7 @@ static void test_clocks(void **state)
     assert_true(b >= a + 2000);
     assert_true(b - a < 5000000);
     int64_t w = rp_wall_ms();
-    assert_true(w > 1600000000000ll); /* after September 2020 */
+    assert_true(w > 1600000000000ll);  /* after September 2020 */
     assert_true(w < 32503680000000ll); /* before the year 3000 */
 }
 

@@ -28,18 +28,18 @@
 #include "ev.h"
 #include "h1.h"
 
-#define SIM_MAX_BODY        (1u << 20)  /* request body bound -> 413 */
-#define SIM_MAX_OUT_BACKLOG (4u << 20)  /* unread stream bytes before we give up on a client */
-#define SIM_MAX_TOKENS      65536       /* max_tokens bound -> 400 */
-#define SIM_MAX_SLOTS       100000
-#define SIM_VERSION_MAX     64
-#define SIM_MODEL_MAX       128
-#define SIM_TARGET_MAX      2048
-#define SIM_HEADERS         64
-#define SIM_REQ_TIMEOUT_US  (30u * 1000000u) /* a started request head/body must arrive in this time */
-#define SIM_LINGER_US       (2u * 1000000u)  /* drain unread input after our FIN */
-#define SIM_ACCEPT_BATCH    64
-#define SIM_MAX_FDS         1000000          /* bound of the loop's fd table */
+#define SIM_MAX_BODY (1u << 20)        /* request body bound -> 413 */
+#define SIM_MAX_OUT_BACKLOG (4u << 20) /* unread stream bytes before we give up on a client */
+#define SIM_MAX_TOKENS 65536           /* max_tokens bound -> 400 */
+#define SIM_MAX_SLOTS 100000
+#define SIM_VERSION_MAX 64
+#define SIM_MODEL_MAX 128
+#define SIM_TARGET_MAX 2048
+#define SIM_HEADERS 64
+#define SIM_REQ_TIMEOUT_US (30u * 1000000u) /* a started request head/body must arrive in this time */
+#define SIM_LINGER_US (2u * 1000000u)       /* drain unread input after our FIN */
+#define SIM_ACCEPT_BATCH 64
+#define SIM_MAX_FDS 1000000 /* bound of the loop's fd table */
 
 /* ------------------------------------------------------------------ */
 /* configuration and counters                                          */
@@ -69,11 +69,11 @@ struct sim_stats {
     uint64_t tokens_generated;
     uint64_t tokens_wasted;
     uint64_t tokens_after_disconnect;
-    uint64_t requests_received;   /* chat completions parsed */
-    uint64_t requests_served;     /* chat completions delivered whole */
-    uint64_t requests_aborted;    /* client left before the end */
-    uint64_t requests_failed;     /* injected 500s */
-    uint64_t requests_rejected;   /* 4xx answers, any endpoint */
+    uint64_t requests_received; /* chat completions parsed */
+    uint64_t requests_served;   /* chat completions delivered whole */
+    uint64_t requests_aborted;  /* client left before the end */
+    uint64_t requests_failed;   /* injected 500s */
+    uint64_t requests_rejected; /* 4xx answers, any endpoint */
     uint64_t connections_accepted;
     uint64_t max_queue_len;
     long connections_open;
@@ -85,18 +85,18 @@ struct conn;
 
 /* One chat completion in the engine. */
 struct seq {
-    struct conn *c;           /* NULL once the client left (--no-abort) */
+    struct conn *c; /* NULL once the client left (--no-abort) */
     enum seq_state state;
-    struct ev_timer timer;    /* added latency, then prefill */
-    struct seq *prev, *next;  /* queue or running list */
+    struct ev_timer timer;   /* added latency, then prefill */
+    struct seq *prev, *next; /* queue or running list */
     uint64_t id;
-    int64_t created;          /* wall seconds, for the JSON */
+    int64_t created; /* wall seconds, for the JSON */
     int prompt_tokens;
     int target_tokens;
     int generated;
     bool stream;
     bool include_usage;
-    bool finish_length;       /* max_tokens reached (else "stop") */
+    bool finish_length; /* max_tokens reached (else "stop") */
     bool headers_sent;
     char model_json[6 * SIM_MODEL_MAX + 1]; /* JSON-escaped model name (\u00XX worst case) */
 };
@@ -114,11 +114,11 @@ struct conn {
     int fd;
     enum conn_state state;
     struct buf in;
-    const char *parse_pos;    /* in.pos at the last parse call (for incremental parsing) */
+    const char *parse_pos; /* in.pos at the last parse call (for incremental parsing) */
     struct h1_message msg;
     struct h1_header hdrs[SIM_HEADERS];
     struct sbuf out;
-    size_t out_off;           /* bytes of out already written */
+    size_t out_off; /* bytes of out already written */
     struct sbuf body;
     struct h1_chunked chunked;
     bool body_chunked;
@@ -127,14 +127,14 @@ struct conn {
     bool expect_continue;
     char method[16];
     char target[SIM_TARGET_MAX + 1];
-    bool keep_alive;          /* this response may leave the connection open */
+    bool keep_alive; /* this response may leave the connection open */
     bool http10;
-    bool resp_complete;       /* the whole response is in out */
-    bool close_after;         /* close once out is flushed */
-    bool chunked_resp;        /* streaming body uses chunked coding */
-    bool broken;              /* a write failed or the client stopped reading */
+    bool resp_complete; /* the whole response is in out */
+    bool close_after;   /* close once out is flushed */
+    bool chunked_resp;  /* streaming body uses chunked coding */
+    bool broken;        /* a write failed or the client stopped reading */
     struct seq *seq;
-    struct ev_timer timer;    /* idle / request / linger timeout */
+    struct ev_timer timer; /* idle / request / linger timeout */
 };
 
 struct sim_state {
@@ -143,15 +143,15 @@ struct sim_state {
     int sfd;
     struct sim_cfg cfg;
     struct sim_stats st;
-    struct seq_list queue;    /* waiting for a slot, FIFO, unbounded */
-    struct seq_list running;  /* prefilling or decoding */
+    struct seq_list queue;   /* waiting for a slot, FIFO, unbounded */
+    struct seq_list running; /* prefilling or decoding */
     size_t decoding;
-    struct ev_timer tick;     /* the engine step */
+    struct ev_timer tick; /* the engine step */
     struct ev_timer accept_pause;
     uint64_t next_id;
     uint64_t started_us;
     int64_t started_wall_s;
-    struct sbuf scratch;      /* one response body at a time */
+    struct sbuf scratch; /* one response body at a time */
 };
 
 extern struct sim_state sim;
@@ -187,12 +187,11 @@ void conn_put_stream_head(struct conn *c, int status, const char *ctype);
 /* One SSE event "data: <payload>\n\n", framed as one chunk when chunked. */
 void conn_put_event(struct conn *c, const char *payload, size_t len);
 /* A whole response with a body; extra: complete header lines or NULL. */
-void conn_send_whole(struct conn *c, int status, const char *ctype, const char *body, size_t len,
-                     const char *extra);
+void conn_send_whole(struct conn *c, int status, const char *ctype, const char *body, size_t len, const char *extra);
 void conn_send_json(struct conn *c, int status, const struct sbuf *json, const char *extra);
 /* An OpenAI error object (reply.h); param and code NULL are JSON null. */
-void conn_send_error(struct conn *c, int status, const char *type, const char *param, const char *code,
-                     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void conn_send_error(struct conn *c, int status, const char *type, const char *param, const char *code, const char *fmt,
+                     ...) __attribute__((format(printf, 6, 7)));
 /* The listening socket's callback, and its resumption after EMFILE. */
 void conn_listen_cb(struct ev_loop *loop, int fd, uint32_t events, void *arg);
 void conn_accept_resume_cb(struct ev_loop *loop, struct ev_timer *t, void *arg);

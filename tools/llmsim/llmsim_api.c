@@ -31,8 +31,8 @@ bool api_version_ok(const char *v)
         return false;
     for (size_t i = 0; i < n; i++) {
         char ch = v[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  ch == '.' || ch == '-' || ch == '_' || ch == '+' || ch == ':';
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+                  ch == '-' || ch == '_' || ch == '+' || ch == ':';
         if (!ok)
             return false;
     }
@@ -46,7 +46,8 @@ static long count_prompt_chars(json_t *messages, const char **why, char *param, 
     long chars = 0;
     size_t i;
     json_t *m;
-    json_array_foreach(messages, i, m) {
+    json_array_foreach(messages, i, m)
+    {
         rp_snprintf(param, pcap, "messages[%zu]", i);
         if (!json_is_object(m)) {
             *why = "must be an object";
@@ -64,7 +65,8 @@ static long count_prompt_chars(json_t *messages, const char **why, char *param, 
         } else if (json_is_array(content)) {
             size_t k;
             json_t *part;
-            json_array_foreach(content, k, part) {
+            json_array_foreach(content, k, part)
+            {
                 json_t *text = json_is_object(part) ? json_object_get(part, "text") : NULL;
                 if (json_is_string(text))
                     chars += (long)json_string_length(text);
@@ -127,8 +129,8 @@ static void handle_chat(struct conn *c)
     long long max_tokens = -1;
     if (mt && !json_is_null(mt)) {
         if (!json_is_integer(mt) || json_integer_value(mt) < 1 || json_integer_value(mt) > SIM_MAX_TOKENS) {
-            conn_send_error(c, 400, "invalid_request_error", mt_name, NULL,
-                            "'%s' must be an integer between 1 and %d.", mt_name, SIM_MAX_TOKENS);
+            conn_send_error(c, 400, "invalid_request_error", mt_name, NULL, "'%s' must be an integer between 1 and %d.",
+                            mt_name, SIM_MAX_TOKENS);
             goto done;
         }
         max_tokens = json_integer_value(mt);
@@ -251,9 +253,9 @@ static bool cfg_number(struct conn *c, json_t *obj, const char *key, const char 
  * a bad request changes nothing. */
 static void handle_config_post(struct conn *c)
 {
-    static const char *const known[] = {"error_rate", "added_latency_ms", "slots", "version", "bad_release",
-                                        "health_fail", "token_ms", "batch_slowdown", "prefill_base_ms",
-                                        "prefill_per_token_us", "default_tokens", "no_abort"};
+    static const char *const known[] = {"error_rate",      "added_latency_ms",     "slots",          "version",
+                                        "bad_release",     "health_fail",          "token_ms",       "batch_slowdown",
+                                        "prefill_base_ms", "prefill_per_token_us", "default_tokens", "no_abort"};
     json_error_t jerr;
     json_t *root = json_loadb(c->body.data ? c->body.data : "", c->body.len, 0, &jerr);
     struct sim_cfg n = sim.cfg;
@@ -270,7 +272,8 @@ static void handle_config_post(struct conn *c)
     }
     const char *key;
     json_t *val;
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         bool ok = false;
         for (size_t i = 0; i < RP_ARRAY_LEN(known); i++)
             ok = ok || strcmp(key, known[i]) == 0;
@@ -335,7 +338,8 @@ static void handle_config_post(struct conn *c)
         if (json_is_null(bad) || json_is_false(bad)) {
             n.bad_release = false;
         } else if (json_is_object(bad)) {
-            json_object_foreach(bad, key, val) {
+            json_object_foreach(bad, key, val)
+            {
                 if (strcmp(key, "error_rate") != 0 && strcmp(key, "token_slowdown") != 0) {
                     char pn[96];
                     rp_snprintf(pn, sizeof pn, "bad_release.%s", key);
@@ -347,8 +351,8 @@ static void handle_config_post(struct conn *c)
             n.bad_error_rate = 0;
             n.bad_token_slowdown = 1;
             if (!cfg_number(c, bad, "error_rate", "bad_release.error_rate", 0, 1, &n.bad_error_rate, &p) ||
-                !cfg_number(c, bad, "token_slowdown", "bad_release.token_slowdown", 0.01, 1000,
-                            &n.bad_token_slowdown, &p))
+                !cfg_number(c, bad, "token_slowdown", "bad_release.token_slowdown", 0.01, 1000, &n.bad_token_slowdown,
+                            &p))
                 goto done;
             n.bad_release = true;
         } else {

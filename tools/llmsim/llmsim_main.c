@@ -41,51 +41,50 @@ static void signal_cb(struct ev_loop *loop, int fd, uint32_t events, void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"usage: llmsim [options]\n"
-"\n"
-"OpenAI-compatible model server simulator with a continuous-batching capacity\n"
-"model.  Endpoints: POST /v1/chat/completions (JSON or \"stream\":true SSE),\n"
-"GET /v1/models, GET /health, GET /sim/stats, GET|POST /sim/config.\n"
-"\n"
-"Capacity model:\n"
-"  S = --slots sequences run at once; further requests wait in an unbounded FIFO.\n"
-"  prefill (time to first token once running)\n"
-"      = prefill_base_ms + prefill_per_token_us * prompt_tokens / 1000   [ms]\n"
-"      prompt_tokens = ceil(characters of all message contents / 4)\n"
-"  token interval per sequence, busy = running sequences\n"
-"      = token_ms * (1 + batch_slowdown * (busy - 1) / (S - 1))          [ms]\n"
-"      (times bad_release.token_slowdown while a bad release is set)\n"
-"  output tokens = max_tokens, or uniform in default_tokens * (1 +- spread)\n"
-"  service time at a full batch = prefill + (tokens - 1) * token_ms * (1 + batch_slowdown)\n"
-"  capacity [req/s] = S / service time\n"
-"\n"
-"Options:\n"
-"  --listen ADDR:PORT        listen address (default 127.0.0.1:9001)\n"
-"  --port N                  listen on 127.0.0.1:N\n"
-"  --slots N                 concurrent sequences (default 16)\n"
-"  --prefill-base-ms X       fixed prefill time (default 20)\n"
-"  --prefill-per-token-us X  prefill time per prompt token (default 100)\n"
-"  --token-ms X              per-token interval with one sequence (default 20)\n"
-"  --batch-slowdown X        extra interval fraction at a full batch (default 1.0)\n"
-"  --default-tokens N        mean output length without max_tokens (default 128)\n"
-"  --default-tokens-spread F uniform spread around the mean, 0..1 (default 0.5)\n"
-"  --no-abort                keep generating for clients that disconnected\n"
-"  --late-headers            send a stream's response head with its first token\n"
-"                            (default: at once, as ASGI servers do)\n"
-"  --keepalive-timeout S     close idle keep-alive connections after S seconds (default 5;\n"
-"                            a unit is allowed too: 500ms, 2m)\n"
-"  --model NAME              model id reported (default llmsim-1)\n"
-"Fault and change injection (also at run time through POST /sim/config):\n"
-"  --error-rate F            fraction of chat requests answered 500 (default 0)\n"
-"  --added-latency-ms X      delay before a request enters the queue (default 0)\n"
-"  --version LABEL           version label: x-llmsim-version header, system_fingerprint\n"
-"                            (default v1); --version alone prints the program version\n"
-"  --bad-release ERR:SLOW    start in a bad release: error rate ERR, token interval x SLOW\n"
-"  --health-fail             GET /health answers 503\n"
-"  --seed N                  PRNG seed (default: time based)\n"
-"  -h, --help                this text\n"
-"  -V                        print the program version\n");
+    fprintf(f, "usage: llmsim [options]\n"
+               "\n"
+               "OpenAI-compatible model server simulator with a continuous-batching capacity\n"
+               "model.  Endpoints: POST /v1/chat/completions (JSON or \"stream\":true SSE),\n"
+               "GET /v1/models, GET /health, GET /sim/stats, GET|POST /sim/config.\n"
+               "\n"
+               "Capacity model:\n"
+               "  S = --slots sequences run at once; further requests wait in an unbounded FIFO.\n"
+               "  prefill (time to first token once running)\n"
+               "      = prefill_base_ms + prefill_per_token_us * prompt_tokens / 1000   [ms]\n"
+               "      prompt_tokens = ceil(characters of all message contents / 4)\n"
+               "  token interval per sequence, busy = running sequences\n"
+               "      = token_ms * (1 + batch_slowdown * (busy - 1) / (S - 1))          [ms]\n"
+               "      (times bad_release.token_slowdown while a bad release is set)\n"
+               "  output tokens = max_tokens, or uniform in default_tokens * (1 +- spread)\n"
+               "  service time at a full batch = prefill + (tokens - 1) * token_ms * (1 + batch_slowdown)\n"
+               "  capacity [req/s] = S / service time\n"
+               "\n"
+               "Options:\n"
+               "  --listen ADDR:PORT        listen address (default 127.0.0.1:9001)\n"
+               "  --port N                  listen on 127.0.0.1:N\n"
+               "  --slots N                 concurrent sequences (default 16)\n"
+               "  --prefill-base-ms X       fixed prefill time (default 20)\n"
+               "  --prefill-per-token-us X  prefill time per prompt token (default 100)\n"
+               "  --token-ms X              per-token interval with one sequence (default 20)\n"
+               "  --batch-slowdown X        extra interval fraction at a full batch (default 1.0)\n"
+               "  --default-tokens N        mean output length without max_tokens (default 128)\n"
+               "  --default-tokens-spread F uniform spread around the mean, 0..1 (default 0.5)\n"
+               "  --no-abort                keep generating for clients that disconnected\n"
+               "  --late-headers            send a stream's response head with its first token\n"
+               "                            (default: at once, as ASGI servers do)\n"
+               "  --keepalive-timeout S     close idle keep-alive connections after S seconds (default 5;\n"
+               "                            a unit is allowed too: 500ms, 2m)\n"
+               "  --model NAME              model id reported (default llmsim-1)\n"
+               "Fault and change injection (also at run time through POST /sim/config):\n"
+               "  --error-rate F            fraction of chat requests answered 500 (default 0)\n"
+               "  --added-latency-ms X      delay before a request enters the queue (default 0)\n"
+               "  --version LABEL           version label: x-llmsim-version header, system_fingerprint\n"
+               "                            (default v1); --version alone prints the program version\n"
+               "  --bad-release ERR:SLOW    start in a bad release: error rate ERR, token interval x SLOW\n"
+               "  --health-fail             GET /health answers 503\n"
+               "  --seed N                  PRNG seed (default: time based)\n"
+               "  -h, --help                this text\n"
+               "  -V                        print the program version\n");
 }
 
 /* "host:port" or "[v6]:port" into a sockaddr. */
@@ -104,8 +103,8 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
         return RP_ERR;
     memcpy(host, spec, hl);
     host[hl] = '\0';
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
     struct addrinfo *res = NULL;
     if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || !res)
         return RP_ERR;
@@ -118,8 +117,25 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 int main(int argc, char **argv)
 {
     enum {
-        O_LISTEN = 256, O_PORT, O_SLOTS, O_PBASE, O_PTOK, O_TOKMS, O_SLOW, O_DEFTOK, O_SPREAD, O_NOABORT,
-        O_LATEHDR, O_KA, O_MODEL, O_ERR, O_LAT, O_VERSION, O_BAD, O_HFAIL, O_SEED,
+        O_LISTEN = 256,
+        O_PORT,
+        O_SLOTS,
+        O_PBASE,
+        O_PTOK,
+        O_TOKMS,
+        O_SLOW,
+        O_DEFTOK,
+        O_SPREAD,
+        O_NOABORT,
+        O_LATEHDR,
+        O_KA,
+        O_MODEL,
+        O_ERR,
+        O_LAT,
+        O_VERSION,
+        O_BAD,
+        O_HFAIL,
+        O_SEED,
     };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
@@ -145,9 +161,15 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     struct sim_cfg *k = &sim.cfg;
-    *k = (struct sim_cfg){.slots = 16, .prefill_base_ms = 20, .prefill_per_token_us = 100, .token_ms = 20,
-                          .batch_slowdown = 1.0, .default_tokens = 128, .default_spread = 0.5,
-                          .bad_token_slowdown = 1.0, .keepalive_s = 5};
+    *k = (struct sim_cfg){.slots = 16,
+                          .prefill_base_ms = 20,
+                          .prefill_per_token_us = 100,
+                          .token_ms = 20,
+                          .batch_slowdown = 1.0,
+                          .default_tokens = 128,
+                          .default_spread = 0.5,
+                          .bad_token_slowdown = 1.0,
+                          .keepalive_s = 5};
     rp_snprintf(k->version, sizeof k->version, "v1");
     rp_snprintf(k->model, sizeof k->model, "llmsim-1");
     const char *listen_spec = "127.0.0.1:9001";
@@ -214,8 +236,7 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
         if (!ok) {
-            fprintf(stderr, "llmsim: invalid value for --%s: '%s' (see --help)\n", opts[o - O_LISTEN].name,
-                    a ? a : "");
+            fprintf(stderr, "llmsim: invalid value for --%s: '%s' (see --help)\n", opts[o - O_LISTEN].name, a ? a : "");
             return 2;
         }
     }

@@ -65,7 +65,6 @@ static struct seq *list_pop(struct seq_list *l)
     return s;
 }
 
-
 static double effective_error_rate(void)
 {
     double r = sim.cfg.error_rate;
@@ -103,11 +102,10 @@ double seq_service_ms_estimate(int out_tokens, int prompt_tokens)
 }
 
 static const char *const sim_words[] = {
-    "the",    "model",  "answers", "with",   "a",       "steady", "stream", "of",
-    "plain",  "words",  "so",      "that",   "every",   "token",  "is",     "easy",
-    "to",     "count",  "and",     "each",   "chunk",   "carries","one",    "word",
-    "while",  "the",    "batch",   "fills",  "up",      "slowly", "under",  "load",
-    "gateway","queue",  "slot",    "latency","budget",  "tenant", "stream", "reply",
+    "the",   "model",   "answers", "with",  "a",     "steady",  "stream", "of",     "plain",  "words",
+    "so",    "that",    "every",   "token", "is",    "easy",    "to",     "count",  "and",    "each",
+    "chunk", "carries", "one",     "word",  "while", "the",     "batch",  "fills",  "up",     "slowly",
+    "under", "load",    "gateway", "queue", "slot",  "latency", "budget", "tenant", "stream", "reply",
 };
 
 static const char *next_word(void)
@@ -352,9 +350,7 @@ void seq_abort(struct seq *s)
     if (sim.cfg.no_abort)
         return;
     switch (s->state) {
-    case SEQ_DELAY:
-        seq_free(s);
-        return;
+    case SEQ_DELAY: seq_free(s); return;
     case SEQ_QUEUED:
         list_remove(&sim.queue, s);
         seq_free(s);

@@ -117,8 +117,7 @@ void conn_put_stream_head(struct conn *c, int status, const char *ctype)
     sbuf_adds(o, "\r\n");
 }
 
-void conn_send_whole(struct conn *c, int status, const char *ctype, const char *body, size_t len,
-                     const char *extra)
+void conn_send_whole(struct conn *c, int status, const char *ctype, const char *body, size_t len, const char *extra)
 {
     char headers[256];
     rp_snprintf(headers, sizeof headers, "server: llmsim\r\nx-llmsim-version: %s\r\n%s", sim.cfg.version,
@@ -142,8 +141,8 @@ void conn_send_json(struct conn *c, int status, const struct sbuf *json, const c
     conn_send_whole(c, status, "application/json", json->data ? json->data : "", json->len, extra);
 }
 
-void conn_send_error(struct conn *c, int status, const char *type, const char *param, const char *code,
-                     const char *fmt, ...)
+void conn_send_error(struct conn *c, int status, const char *type, const char *param, const char *code, const char *fmt,
+                     ...)
 {
     char msg[512];
     va_list ap;
@@ -226,8 +225,8 @@ static int conn_parse(struct conn *c)
             h1_message_init(&c->msg, c->hdrs, SIM_HEADERS);
             c->parse_pos = c->in.pos;
         }
-        const struct h1_limits lim = {.max_header_bytes = 16 * 1024, .max_headers = SIM_HEADERS,
-                                      .max_uri = SIM_TARGET_MAX};
+        const struct h1_limits lim = {
+            .max_header_bytes = 16 * 1024, .max_headers = SIM_HEADERS, .max_uri = SIM_TARGET_MAX};
         int n = h1_parse_request(c->in.pos, buf_len(&c->in), &c->msg, &lim);
         if (n == RP_AGAIN) {
             if (buf_len(&c->in) >= (size_t)(c->in.end - c->in.start)) {

@@ -30,14 +30,14 @@
 #include "ev.h"
 #include "h1.h"
 
-#define LG_MAX_PHASES   64
-#define LG_MAX_MIX      32
-#define LG_MAX_HEADERS  8
+#define LG_MAX_PHASES 64
+#define LG_MAX_MIX 32
+#define LG_MAX_HEADERS 8
 #define LG_RESP_HEADERS 64
-#define LG_MAX_LINE     (1u << 20)  /* one SSE line */
-#define LG_MAX_JSON     (8u << 20)  /* non-streaming body kept for its usage */
-#define LG_LAUNCH_BATCH 2000        /* arrivals launched per timer run before yielding to I/O */
-#define LG_MAX_FDS      1000000     /* bound of the loop's fd table */
+#define LG_MAX_LINE (1u << 20) /* one SSE line */
+#define LG_MAX_JSON (8u << 20) /* non-streaming body kept for its usage */
+#define LG_LAUNCH_BATCH 2000   /* arrivals launched per timer run before yielding to I/O */
+#define LG_MAX_FDS 1000000     /* bound of the loop's fd table */
 
 /* ------------------------------------------------------------------ */
 /* configuration                                                       */
@@ -45,8 +45,8 @@
 struct lg_phase {
     double mult;
     double dur_s;
-    double rate;        /* mult * base rate */
-    uint64_t start_us;  /* relative to t0 */
+    double rate;       /* mult * base rate */
+    uint64_t start_us; /* relative to t0 */
     uint64_t end_us;
 };
 
@@ -120,15 +120,15 @@ enum lg_err {
 extern const char *const lg_err_name[LG_E__COUNT];
 
 struct lg_result {
-    uint64_t sched_us;   /* scheduled arrival, relative to t0 */
-    uint32_t lag_us;     /* actual launch - scheduled */
-    int64_t hdr_us;      /* from scheduled arrival; -1 when not reached */
+    uint64_t sched_us; /* scheduled arrival, relative to t0 */
+    uint32_t lag_us;   /* actual launch - scheduled */
+    int64_t hdr_us;    /* from scheduled arrival; -1 when not reached */
     int64_t ttft_us;
     int64_t total_us;
     int32_t tokens;
-    int16_t status;      /* 0: no response head */
+    int16_t status; /* 0: no response head */
     uint8_t phase;
-    int8_t tenant;       /* -1: none */
+    int8_t tenant; /* -1: none */
     int8_t prio;
     uint8_t err;
     bool gave_up;
@@ -146,10 +146,10 @@ struct lg_idle; /* one kept-alive connection */
 /* The run. */
 struct lg_run {
     struct ev_loop *loop;
-    uint64_t t0;              /* absolute start */
-    size_t phase;             /* current arrival phase */
-    uint64_t next_arrival;    /* relative to t0 */
-    double next_arrival_f;    /* the same, unrounded, so fixed gaps of a
+    uint64_t t0;           /* absolute start */
+    size_t phase;          /* current arrival phase */
+    uint64_t next_arrival; /* relative to t0 */
+    double next_arrival_f; /* the same, unrounded, so fixed gaps of a
                                * fractional microsecond do not drift */
     bool arrivals_done;
     struct ev_timer arrive;
@@ -159,7 +159,7 @@ struct lg_run {
     long ninflight;
     struct lg_idle *idle;
     long nidle;
-    const char *prompt;       /* prompt text, longest needed */
+    const char *prompt; /* prompt text, longest needed */
     size_t prompt_len;
     bool interrupted;
     uint64_t done_count, ok_count;

@@ -34,10 +34,10 @@ static size_t cap_results;
 enum lg_rstate { RS_CONNECTING, RS_WRITING, RS_HEAD, RS_BODY };
 
 struct lg_req {
-    size_t idx;               /* into lg_results */
+    size_t idx; /* into lg_results */
     int fd;
     enum lg_rstate state;
-    uint64_t sched_abs;       /* absolute monotonic scheduled time */
+    uint64_t sched_abs; /* absolute monotonic scheduled time */
     struct buf in;
     struct sbuf out;
     size_t out_off;
@@ -49,12 +49,12 @@ struct lg_req {
     bool sse;
     bool done_seen;
     bool keep_alive;
-    bool reused;              /* sent on a kept-alive connection */
+    bool reused; /* sent on a kept-alive connection */
     bool first_body;
     int deltas;
-    int usage_tokens;         /* -1 unknown */
-    struct sbuf line;         /* partial SSE line */
-    struct sbuf json;         /* non-streaming 2xx body */
+    int usage_tokens; /* -1 unknown */
+    struct sbuf line; /* partial SSE line */
+    struct sbuf json; /* non-streaming 2xx body */
     struct ev_timer giveup;
     struct lg_req *prev, *next; /* in-flight list */
 };
@@ -374,8 +374,7 @@ static int req_body(struct lg_req *r)
 {
     size_t n = buf_len(&r->in);
     switch (r->framing) {
-    case H1_BODY_NONE:
-        return RP_OK;
+    case H1_BODY_NONE: return RP_OK;
     case H1_BODY_LENGTH: {
         size_t take = (size_t)RP_MIN((uint64_t)n, r->body_left);
         body_cb(r, r->in.pos, take);

@@ -110,52 +110,73 @@ static void signal_cb(struct ev_loop *loop, int fd, uint32_t events, void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"usage: loadgen --url http://HOST:PORT/PATH [options]\n"
-"\n"
-"Open-loop load generator for OpenAI-style chat APIs: requests arrive on a\n"
-"schedule (fixed rate or Poisson) whatever the server does, each on its own\n"
-"connection like an independent user.  Streams are parsed as SSE to measure\n"
-"time to first token.\n"
-"\n"
-"Load:\n"
-"  --url URL              target (default http://127.0.0.1:8080/v1/chat/completions)\n"
-"  --rate R               base arrival rate, requests/s (default 10)\n"
-"  --poisson              exponential inter-arrival times (default: fixed spacing)\n"
-"  --duration D           run length when there is no schedule (default 10s)\n"
-"  --schedule S           phases as multiples of --rate, e.g. \"1x:20s,5x:30s,1x:20s\"\n"
-"Request mix:\n"
-"  --tenants MIX          e.g. \"t1:4,t2:1\": weights; sends Authorization: Bearer <tenant>\n"
-"  --priority MIX         e.g. \"interactive:3,batch:1\": sends x-priority: <class>\n"
-"  --max-tokens N|LO-HI   max_tokens per request, fixed or uniform (default 64)\n"
-"  --prompt-chars N|LO-HI prompt length in characters (default 200)\n"
-"  --model NAME           model field (default llmsim-1)\n"
-"  --stream / --no-stream request SSE streaming (default on)\n"
-"  --method GET           send bodiless GETs instead (plain HTTP servers)\n"
-"  --header 'N: V'        extra request header (repeatable, up to 8)\n"
-"  --keepalive            reuse connections (default: a new connection per request)\n"
-"Client behaviour and SLO:\n"
-"  --give-up D            close the connection if not done D after arrival (user leaves)\n"
-"  --slo-ttft D           goodput counts 2xx answers with TTFT <= D\n"
-"  --slo-total D          ... and total time <= D\n"
-"  --drain D              after the last arrival, wait at most D for in-flight requests\n"
-"                         (default: the give-up time, or 30s)\n"
-"  --max-inflight N       requests in flight before arrivals are dropped as 'overflow'\n"
-"Output:\n"
-"  --csv FILE             one row per request\n"
-"  --json FILE            per-phase summary\n"
-"  --progress             a status line on stderr every second\n"
-"  --quiet                no table on stdout\n"
-"  --seed N               PRNG seed (default: time based)\n"
-"Durations take s, ms or m suffixes (plain numbers are seconds).\n");
+    fprintf(f, "usage: loadgen --url http://HOST:PORT/PATH [options]\n"
+               "\n"
+               "Open-loop load generator for OpenAI-style chat APIs: requests arrive on a\n"
+               "schedule (fixed rate or Poisson) whatever the server does, each on its own\n"
+               "connection like an independent user.  Streams are parsed as SSE to measure\n"
+               "time to first token.\n"
+               "\n"
+               "Load:\n"
+               "  --url URL              target (default http://127.0.0.1:8080/v1/chat/completions)\n"
+               "  --rate R               base arrival rate, requests/s (default 10)\n"
+               "  --poisson              exponential inter-arrival times (default: fixed spacing)\n"
+               "  --duration D           run length when there is no schedule (default 10s)\n"
+               "  --schedule S           phases as multiples of --rate, e.g. \"1x:20s,5x:30s,1x:20s\"\n"
+               "Request mix:\n"
+               "  --tenants MIX          e.g. \"t1:4,t2:1\": weights; sends Authorization: Bearer <tenant>\n"
+               "  --priority MIX         e.g. \"interactive:3,batch:1\": sends x-priority: <class>\n"
+               "  --max-tokens N|LO-HI   max_tokens per request, fixed or uniform (default 64)\n"
+               "  --prompt-chars N|LO-HI prompt length in characters (default 200)\n"
+               "  --model NAME           model field (default llmsim-1)\n"
+               "  --stream / --no-stream request SSE streaming (default on)\n"
+               "  --method GET           send bodiless GETs instead (plain HTTP servers)\n"
+               "  --header 'N: V'        extra request header (repeatable, up to 8)\n"
+               "  --keepalive            reuse connections (default: a new connection per request)\n"
+               "Client behaviour and SLO:\n"
+               "  --give-up D            close the connection if not done D after arrival (user leaves)\n"
+               "  --slo-ttft D           goodput counts 2xx answers with TTFT <= D\n"
+               "  --slo-total D          ... and total time <= D\n"
+               "  --drain D              after the last arrival, wait at most D for in-flight requests\n"
+               "                         (default: the give-up time, or 30s)\n"
+               "  --max-inflight N       requests in flight before arrivals are dropped as 'overflow'\n"
+               "Output:\n"
+               "  --csv FILE             one row per request\n"
+               "  --json FILE            per-phase summary\n"
+               "  --progress             a status line on stderr every second\n"
+               "  --quiet                no table on stdout\n"
+               "  --seed N               PRNG seed (default: time based)\n"
+               "Durations take s, ms or m suffixes (plain numbers are seconds).\n");
 }
 
 int main(int argc, char **argv)
 {
     enum {
-        O_URL = 256, O_RATE, O_POISSON, O_DURATION, O_SCHEDULE, O_TENANTS, O_PRIORITY, O_MAXTOK, O_PROMPT,
-        O_MODEL, O_STREAM, O_NOSTREAM, O_METHOD, O_HEADER, O_KEEPALIVE, O_GIVEUP, O_SLOTTFT, O_SLOTOTAL,
-        O_DRAIN, O_MAXINFL, O_CSV, O_JSON, O_PROGRESS, O_QUIET, O_SEED,
+        O_URL = 256,
+        O_RATE,
+        O_POISSON,
+        O_DURATION,
+        O_SCHEDULE,
+        O_TENANTS,
+        O_PRIORITY,
+        O_MAXTOK,
+        O_PROMPT,
+        O_MODEL,
+        O_STREAM,
+        O_NOSTREAM,
+        O_METHOD,
+        O_HEADER,
+        O_KEEPALIVE,
+        O_GIVEUP,
+        O_SLOTTFT,
+        O_SLOTOTAL,
+        O_DRAIN,
+        O_MAXINFL,
+        O_CSV,
+        O_JSON,
+        O_PROGRESS,
+        O_QUIET,
+        O_SEED,
     };
     static const struct option opts[] = {
         {"url", required_argument, 0, O_URL},
@@ -208,7 +229,10 @@ int main(int argc, char **argv)
         case O_RATE: ok = tool_parse_double(a, 0, 1e7, &lg_cfg.rate); break;
         case O_POISSON: lg_cfg.poisson = true; break;
         case O_DURATION: ok = tool_parse_seconds(a, &duration) && duration > 0; break;
-        case O_SCHEDULE: ok = lg_parse_schedule(a); have_schedule = ok; break;
+        case O_SCHEDULE:
+            ok = lg_parse_schedule(a);
+            have_schedule = ok;
+            break;
         case O_TENANTS: ok = lg_parse_mix(a, &lg_cfg.tenants); break;
         case O_PRIORITY: ok = lg_parse_mix(a, &lg_cfg.prios); break;
         case O_MAXTOK: ok = lg_parse_range(a, 1, 1000000, &lg_cfg.max_tokens); break;

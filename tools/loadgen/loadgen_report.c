@@ -31,7 +31,7 @@ struct lg_summary {
     const char *name;
     double mult, rate, dur_s;
     size_t offered, completed, ok, good, gave_up, errors, tokens;
-    size_t ok_win, good_win;  /* finished inside the phase's time window */
+    size_t ok_win, good_win; /* finished inside the phase's time window */
     size_t tokens_win;
     size_t err_counts[LG_E__COUNT];
     struct lg_status_count status[64];
@@ -104,15 +104,15 @@ static void summarise(int ph, struct lg_summary *s, int64_t *scratch)
     /* Latency distributions are over successful (2xx, complete) requests:
      * failures and give-ups have no meaningful total. */
     size_t m = 0;
-#define COLLECT(field, cond)                                                        \
-    do {                                                                            \
-        m = 0;                                                                      \
-        for (size_t i = 0; i < lg_nresults; i++) {                                  \
-            const struct lg_result *x = &lg_results[i];                             \
-            if ((ph >= 0 && x->phase != ph) || !(cond) || x->field < 0)             \
-                continue;                                                           \
-            scratch[m++] = x->field;                                                \
-        }                                                                           \
+#define COLLECT(field, cond)                                                                                           \
+    do {                                                                                                               \
+        m = 0;                                                                                                         \
+        for (size_t i = 0; i < lg_nresults; i++) {                                                                     \
+            const struct lg_result *x = &lg_results[i];                                                                \
+            if ((ph >= 0 && x->phase != ph) || !(cond) || x->field < 0)                                                \
+                continue;                                                                                              \
+            scratch[m++] = x->field;                                                                                   \
+        }                                                                                                              \
     } while (0)
     COLLECT(ttft_us, res_ok(x));
     s->ttft = tool_dist_of(scratch, m);
@@ -191,8 +191,8 @@ static void print_row(const struct lg_summary *s, int ph)
         rp_snprintf(name, sizeof name, "%d (%gx)", ph + 1, s->mult);
     else
         rp_snprintf(name, sizeof name, "all");
-    printf("%-9s %6.1f %9.1f %8zu %8.1f %8.1f %6.1f%% %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %7zu %7zu\n", name,
-           s->dur_s, (double)s->offered / dur, s->offered, (double)s->ok_win / dur, (double)s->good_win / dur,
+    printf("%-9s %6.1f %9.1f %8zu %8.1f %8.1f %6.1f%% %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %7zu %7zu\n", name, s->dur_s,
+           (double)s->offered / dur, s->offered, (double)s->ok_win / dur, (double)s->good_win / dur,
            s->offered ? 100.0 * (double)s->good / (double)s->offered : 0.0, s->ttft.p50, s->ttft.p90, s->ttft.p99,
            s->total.p50, s->total.p90, s->total.p99, s->gave_up, s->errors);
 }
@@ -265,8 +265,9 @@ int lg_write_outputs(void)
                     fputc('\\', f);
                 fputc(*p, f);
             }
-            fprintf(f, "\",\"arrivals\":\"%s\",\"base_rate\":%g,\"stream\":%s,\"give_up_s\":%g,\"slo_ttft_s\":%g,"
-                       "\"slo_total_s\":%g,\"interrupted\":%s,\"phases\":[",
+            fprintf(f,
+                    "\",\"arrivals\":\"%s\",\"base_rate\":%g,\"stream\":%s,\"give_up_s\":%g,\"slo_ttft_s\":%g,"
+                    "\"slo_total_s\":%g,\"interrupted\":%s,\"phases\":[",
                     lg_cfg.poisson ? "poisson" : "fixed", lg_cfg.rate, lg_cfg.stream ? "true" : "false",
                     lg_cfg.give_up_s, lg_cfg.slo_ttft_s, lg_cfg.slo_total_s, lg.interrupted ? "true" : "false");
             for (size_t i = 0; i < lg_cfg.nphases; i++) {

@@ -133,7 +133,6 @@ bool lg_parse_schedule(const char *s)
     return lg_cfg.nphases > 0;
 }
 
-
 /* ------------------------------------------------------------------ */
 /* arrivals                                                            */
 
