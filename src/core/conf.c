@@ -1203,6 +1203,26 @@ int conf_addr(struct conf_doc *doc, const struct conf_node *node, struct sockadd
     return RP_OK;
 }
 
+int conf_fraction(struct conf_doc *doc, const struct conf_node *node, double max, double *out)
+{
+    if (!node)
+        return RP_OK;
+    if (node->kind == CONF_SCALAR && node->value) {
+        size_t len = strlen(node->value);
+        if (len > 1 && node->value[len - 1] == '%') {
+            char *end = NULL;
+            double v = strtod(node->value, &end);
+            if (end != node->value + len - 1 || !(v >= 0.0 && v <= max * 100.0)) {
+                conf_error(doc, node, "expected a percentage between 0%% and %g%%", max * 100.0);
+                return RP_ERR;
+            }
+            *out = v / 100.0;
+            return RP_OK;
+        }
+    }
+    return conf_double(doc, node, 0.0, max, out);
+}
+
 int conf_enum(struct conf_doc *doc, const struct conf_node *node, const char *const *names, int *out)
 {
     char s[SHOW_CAP], list[512];
@@ -1279,7 +1299,8 @@ static bool field_size_ok(const struct conf_field *f)
 {
     switch (f->kind) {
     case CONF_F_BOOL: return f->size == sizeof(bool);
-    case CONF_F_DOUBLE: return f->size == sizeof(double);
+    case CONF_F_DOUBLE:
+    case CONF_F_FRACTION: return f->size == sizeof(double);
     case CONF_F_ENUM: return f->size == sizeof(int);
     case CONF_F_UINT: return f->size == 1 || f->size == 2 || f->size == 4 || f->size == 8;
     case CONF_F_DURATION: return f->size == sizeof(uint64_t);
@@ -1305,7 +1326,8 @@ void conf_fields_defaults(const struct conf_field *fields, void *base)
         case CONF_F_UINT:
         case CONF_F_DURATION:
         case CONF_F_SIZE: field_store_uint(base, f, f->def); break;
-        case CONF_F_DOUBLE: memcpy(p, &f->ddef, sizeof f->ddef); break;
+        case CONF_F_DOUBLE:
+        case CONF_F_FRACTION: memcpy(p, &f->ddef, sizeof f->ddef); break;
         case CONF_F_ENUM: {
             int e = (int)f->def;
             memcpy(p, &e, sizeof e);
@@ -1358,8 +1380,21 @@ static int field_parse(struct conf_doc *doc, const struct conf_node *n, const st
     case CONF_F_DURATION: {
         uint64_t v = field_load_uint(base, f);
         int rc = conf_duration_range(doc, n, f->min, f->max, &v);
+        if (rc == RP_OK && v < f->floor) {
+            /* The value stays what it was: checks across keys then judge
+             * values that were accepted. */
+            conf_error(doc, n, "%s is too short", f->key);
+            return RP_ERR;
+        }
         if (rc == RP_OK)
             field_store_uint(base, f, v);
+        return rc;
+    }
+    case CONF_F_FRACTION: {
+        double d;
+        memcpy(&d, p, sizeof d);
+        int rc = conf_fraction(doc, n, f->dmax, &d);
+        memcpy(p, &d, sizeof d);
         return rc;
     }
     case CONF_F_SIZE: {

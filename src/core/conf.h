@@ -79,6 +79,9 @@ int conf_size(struct conf_doc *doc, const struct conf_node *node, uint64_t *out)
 /* "127.0.0.1:8080", "[::1]:8080", "localhost:80" (numeric or resolved at
  * load time); port required. */
 int conf_addr(struct conf_doc *doc, const struct conf_node *node, struct sockaddr_storage *out, socklen_t *len);
+/* A fraction ("0.1") or a percentage ("10%"), in [0, max] as a fraction;
+ * a percentage outside is "expected a percentage between 0% and MAX%". */
+int conf_fraction(struct conf_doc *doc, const struct conf_node *node, double max, double *out);
 /* One of names[] (NULL-ended); *out is its index. */
 int conf_enum(struct conf_doc *doc, const struct conf_node *node, const char *const *names, int *out);
 
@@ -150,7 +153,8 @@ enum conf_field_kind {
     CONF_F_BOOL,     /* bool */
     CONF_F_UINT,     /* unsigned integer of size 1, 2, 4 or 8 bytes, in [min, max] */
     CONF_F_DOUBLE,   /* double, in [dmin, dmax] */
-    CONF_F_DURATION, /* uint64_t microseconds, in [min, max] */
+    CONF_F_DURATION, /* uint64_t microseconds, in [min, max]; below floor: "KEY is too short" */
+    CONF_F_FRACTION, /* double: a fraction or a percentage, conf_fraction() with dmax */
     CONF_F_SIZE,     /* unsigned integer (4 or 8 bytes) of bytes ("16k"), in [min, max] */
     CONF_F_ENUM,     /* int: index into names[] */
     CONF_F_STRBUF,   /* char[size]: copied, refused when it does not fit; min is the least length */
@@ -164,6 +168,7 @@ struct conf_field {
     size_t offset; /* of the member in the section's struct */
     size_t size;   /* sizeof the member */
     uint64_t min, max, def;
+    uint64_t floor; /* CONF_F_DURATION: shorter values are refused as "KEY is too short" */
     double dmin, dmax, ddef;
     const char *const *names; /* CONF_F_ENUM: NULL-ended */
     const char *sdef;         /* CONF_F_STRBUF default */
@@ -189,6 +194,16 @@ struct conf_field {
     {                                                                                                                  \
         .key = (k), .kind = CONF_F_DURATION, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),           \
         .min = (lo), .max = (hi), .def = (d)                                                                           \
+    }
+#define CONF_FIELD_DURATION_FLOOR(k, type, m, fl, hi, d)                                                               \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_DURATION, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m), .min = 0, \
+        .max = (hi), .def = (d), .floor = (fl)                                                                         \
+    }
+#define CONF_FIELD_FRACTION(k, type, m, hi, d)                                                                         \
+    {                                                                                                                  \
+        .key = (k), .kind = CONF_F_FRACTION, .offset = offsetof(type, m), .size = CONF_MEMBER_SIZE(type, m),           \
+        .dmax = (hi), .ddef = (d)                                                                                      \
     }
 #define CONF_FIELD_SIZE(k, type, m, lo, hi, d)                                                                         \
     {                                                                                                                  \

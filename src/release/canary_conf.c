@@ -15,27 +15,6 @@ void canary_conf_default(struct canary_conf *c)
     *c = (struct canary_conf)CANARY_CONF_DEFAULT;
 }
 
-/* A fraction (0.01) or a percentage ("1%"). */
-static int parse_fraction(struct conf_doc *doc, const struct conf_node *n, double max, double *out)
-{
-    if (!n)
-        return RP_OK;
-    if (n->kind == CONF_SCALAR && n->value) {
-        size_t len = strlen(n->value);
-        if (len > 1 && n->value[len - 1] == '%') {
-            char *end = NULL;
-            double v = strtod(n->value, &end);
-            if (end != n->value + len - 1 || !(v >= 0.0 && v <= max * 100.0)) {
-                conf_error(doc, n, "expected a percentage between 0%% and %g%%", max * 100.0);
-                return RP_ERR;
-            }
-            *out = v / 100.0;
-            return RP_OK;
-        }
-    }
-    return conf_double(doc, n, 0.0, max, out);
-}
-
 static int parse_steps(struct conf_doc *doc, const struct conf_node *n, struct canary_conf *out)
 {
     if (!n)
@@ -51,7 +30,7 @@ static int parse_steps(struct conf_doc *doc, const struct conf_node *n, struct c
             return RP_ERR;
         }
         double pct = 0.0;
-        if (parse_fraction(doc, e, 100.0, &pct) != RP_OK) {
+        if (conf_fraction(doc, e, 100.0, &pct) != RP_OK) {
             rc = RP_ERR;
             continue;
         }
@@ -115,7 +94,7 @@ static int row_steps(struct conf_doc *doc, const struct conf_node *n, void *base
 static int row_error_margin(struct conf_doc *doc, const struct conf_node *n, void *base)
 {
     struct canary_conf *c = base;
-    return parse_fraction(doc, n, 1.0, &c->error_margin);
+    return conf_fraction(doc, n, 1.0, &c->error_margin);
 }
 
 static int row_release(struct conf_doc *doc, const struct conf_node *n, void *base)
@@ -131,9 +110,9 @@ static int row_release(struct conf_doc *doc, const struct conf_node *n, void *ba
  * latency_ratio. */
 const struct conf_field canary_conf_fields[] = {
     CONF_FIELD_CUSTOM("steps", row_steps),
-    CONF_FIELD_DURATION("step_duration", struct canary_conf, step_duration_us, 0, UINT64_MAX, 300000000u),
-    CONF_FIELD_DURATION("interval", struct canary_conf, interval_us, 0, UINT64_MAX, 30000000u),
-    CONF_FIELD_DURATION("window", struct canary_conf, window_us, 0, UINT64_MAX, 300000000u),
+    CONF_FIELD_DURATION_FLOOR("step_duration", struct canary_conf, step_duration_us, 1000000u, UINT64_MAX, 300000000u),
+    CONF_FIELD_DURATION_FLOOR("interval", struct canary_conf, interval_us, 100000u, UINT64_MAX, 30000000u),
+    CONF_FIELD_DURATION_FLOOR("window", struct canary_conf, window_us, 1000000u, UINT64_MAX, 300000000u),
     CONF_FIELD_UINT("min_samples", struct canary_conf, min_samples, 20, 1000000, 100),
     CONF_FIELD_DOUBLE("alpha", struct canary_conf, alpha, 1e-9, 0.5, 0.01),
     CONF_FIELD_CUSTOM("error_margin", row_error_margin),
@@ -148,28 +127,11 @@ int canary_conf_parse(struct conf_doc *doc, const struct conf_node *node, struct
 {
     if (!node)
         return RP_OK;
-    const struct canary_conf before = *out;
+    /* The rows' duration floors: a window bucket, an analysis, a step
+     * must each be long enough to hold samples. */
     int rc = conf_fields_parse(doc, node, canary_conf_fields, out);
     if (rc != RP_OK && node->kind != CONF_MAP)
         return rc;
-    /* Floors of the durations: a window bucket, an analysis, a step must
-     * each be long enough to hold samples. */
-    struct {
-        const char *key;
-        uint64_t *dst;
-        uint64_t old;
-        uint64_t min;
-    } durs[] = {{"step_duration", &out->step_duration_us, before.step_duration_us, 1000000u},
-                {"interval", &out->interval_us, before.interval_us, 100000u},
-                {"window", &out->window_us, before.window_us, 1000000u}};
-    for (size_t i = 0; i < RP_ARRAY_LEN(durs); i++) {
-        const struct conf_node *n = conf_get(node, durs[i].key);
-        if (n && *durs[i].dst < durs[i].min) {
-            conf_error(doc, n, "%s is too short", durs[i].key);
-            *durs[i].dst = durs[i].old;
-            rc = RP_ERR;
-        }
-    }
     /* Without its own key the TPOT margin follows latency_ratio: whoever
      * relaxed or tightened the latency margin meant latency in general. */
     if (!conf_get(node, "tpot_ratio"))

@@ -30,13 +30,13 @@ void outlier_conf_default(struct outlier_conf *c)
 const struct conf_field outlier_conf_fields[] = {
     CONF_FIELD_BOOL("enabled", struct outlier_conf, enabled, true),
     CONF_FIELD_UINT("consecutive_failures", struct outlier_conf, consecutive_failures, 0, 1000, 5),
-    CONF_FIELD_DURATION("interval", struct outlier_conf, interval_us, 0, UINT64_MAX, 10000000u),
-    CONF_FIELD_DURATION("window", struct outlier_conf, window_us, 0, UINT64_MAX, 30000000u),
+    CONF_FIELD_DURATION_FLOOR("interval", struct outlier_conf, interval_us, 100000u, UINT64_MAX, 10000000u),
+    CONF_FIELD_DURATION_FLOOR("window", struct outlier_conf, window_us, 1000000u, UINT64_MAX, 30000000u),
     CONF_FIELD_UINT("min_requests", struct outlier_conf, min_requests, 1, 1000000, 50),
     CONF_FIELD_DOUBLE("stdev_factor", struct outlier_conf, stdev_factor, 0.0, 10.0, 1.9),
     CONF_FIELD_DOUBLE("min_gap", struct outlier_conf, min_gap, 0.0, 1.0, 0.05),
-    CONF_FIELD_DURATION("base_ejection", struct outlier_conf, base_ejection_us, 0, UINT64_MAX, 30000000u),
-    CONF_FIELD_DURATION("max_ejection", struct outlier_conf, max_ejection_us, 0, UINT64_MAX, 300000000u),
+    CONF_FIELD_DURATION_FLOOR("base_ejection", struct outlier_conf, base_ejection_us, 1000000u, UINT64_MAX, 30000000u),
+    CONF_FIELD_DURATION_FLOOR("max_ejection", struct outlier_conf, max_ejection_us, 1000000u, UINT64_MAX, 300000000u),
     CONF_FIELD_UINT("max_ejection_percent", struct outlier_conf, max_ejection_percent, 0, 100, 50),
     CONF_FIELD_END,
 };
@@ -45,29 +45,12 @@ int outlier_conf_parse(struct conf_doc *doc, const struct conf_node *node, struc
 {
     if (!node)
         return RP_OK;
-    const struct outlier_conf before = *out;
+    /* A duration below its floor is refused and keeps the previous value
+     * (the rows say so), so base <= max below is judged on values that
+     * were accepted. */
     int rc = conf_fields_parse(doc, node, outlier_conf_fields, out);
     if (rc != RP_OK && node->kind != CONF_MAP)
         return rc;
-    /* A shorter value keeps the previous one (so base <= max below is
-     * judged on values that were accepted). */
-    struct {
-        const char *key;
-        uint64_t *dst;
-        uint64_t old;
-        uint64_t min;
-    } durs[] = {{"interval", &out->interval_us, before.interval_us, 100000u},
-                {"window", &out->window_us, before.window_us, 1000000u},
-                {"base_ejection", &out->base_ejection_us, before.base_ejection_us, 1000000u},
-                {"max_ejection", &out->max_ejection_us, before.max_ejection_us, 1000000u}};
-    for (size_t i = 0; i < RP_ARRAY_LEN(durs); i++) {
-        const struct conf_node *n = conf_get(node, durs[i].key);
-        if (n && *durs[i].dst < durs[i].min) {
-            conf_error(doc, n, "%s is too short", durs[i].key);
-            *durs[i].dst = durs[i].old;
-            rc = RP_ERR;
-        }
-    }
     if (out->max_ejection_us < out->base_ejection_us) {
         conf_error(doc, node, "max_ejection must not be shorter than base_ejection");
         rc = RP_ERR;

@@ -26,38 +26,11 @@ void retry_conf_default(struct retry_conf *c)
     *c = (struct retry_conf)RETRY_CONF_DEFAULT;
 }
 
-/* budget: a fraction (0.1) or a percentage ("10%"). */
-static int parse_ratio(struct conf_doc *doc, const struct conf_node *n, double *out)
-{
-    if (!n)
-        return RP_OK;
-    if (n->kind == CONF_SCALAR && n->value) {
-        size_t len = strlen(n->value);
-        if (len > 1 && n->value[len - 1] == '%') {
-            char *end = NULL;
-            double v = strtod(n->value, &end);
-            if (end != n->value + len - 1 || !(v >= 0.0 && v <= 100.0)) {
-                conf_error(doc, n, "expected a percentage between 0%% and 100%%");
-                return RP_ERR;
-            }
-            *out = v / 100.0;
-            return RP_OK;
-        }
-    }
-    return conf_double(doc, n, 0.0, 1.0, out);
-}
-
-static int row_budget(struct conf_doc *doc, const struct conf_node *n, void *base)
-{
-    struct retry_conf *c = base;
-    return parse_ratio(doc, n, &c->budget);
-}
-
 /* One row per key, in the order the "unknown key" message lists them.
  * Defaults are RETRY_CONF_DEFAULT's (test_retry checks they agree).  The
  * window's bounds are checked below with their own message. */
 const struct conf_field retry_conf_fields[] = {
-    CONF_FIELD_CUSTOM("budget", row_budget),
+    CONF_FIELD_FRACTION("budget", struct retry_conf, budget, 1.0, 0.1),
     CONF_FIELD_DOUBLE("min_per_second", struct retry_conf, min_per_second, 0.0, 1000000.0, 1.0),
     CONF_FIELD_UINT("max_per_request", struct retry_conf, max_per_request, 0, 10, 2),
     CONF_FIELD_DURATION("window", struct retry_conf, window_us, 0, UINT64_MAX, 10000000u),

@@ -14,11 +14,10 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 
 from conftest import binary, free_port, parse_metrics, wait_for, wait_port
-from wire import read_response
+from wire import chat, http, raw
 
 ADMIN_TOKEN = "metrics-test-token-7d41c09e2b58"
 FAST_SIM = ["--slots", "64", "--token-ms", "2", "--prefill-base-ms", "2", "--prefill-per-token-us", "0",
@@ -28,40 +27,6 @@ FAST_SIM = ["--slots", "64", "--token-ms", "2", "--prefill-base-ms", "2", "--pre
 COMPONENT_YAML = "'Chat \"beta\" \\ models'"
 COMPONENT_LABEL = 'component="Chat \\"beta\\" \\\\ models"'
 QUOTA_KEY = "metrics-test-tiny-key"
-
-
-def http(port, method, path, body=b"", headers=(), timeout=10):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        h = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
-        for k, v in headers:
-            h += f"{k}: {v}\r\n"
-        s.sendall(h.encode() + b"\r\n" + body)
-        return read_response(s, timeout)[:3]
-    finally:
-        s.close()
-
-
-def raw(port, data, timeout=10):
-    """Send bytes as they are; the status of the answer (0 if none)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(data)
-        return read_response(s, timeout)[0]
-    except (OSError, EOFError):
-        return 0
-    finally:
-        s.close()
-
-
-def chat(port, key, stream=False):
-    body = (b'{"model":"llmsim-1","max_tokens":3,"stream":%s,"messages":[{"role":"user","content":"hi"}]}'
-            % (b"true" if stream else b"false"))
-    try:
-        return http(port, "POST", "/v1/chat/completions", body,
-                    (("Authorization", f"Bearer {key}"), ("Content-Type", "application/json")))[0]
-    except (OSError, EOFError):
-        return 0
 
 
 def start(procs, tmp_path):

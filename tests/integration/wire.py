@@ -386,3 +386,39 @@ def proc_fds(pid):
     return total, sockets
 
 
+# --------------------------------------------------------------------------
+# one-shot requests (Connection: close), for tests that only count answers
+
+
+def http(port, method, path, body=b"", headers=(), timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        h = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
+        for k, v in headers:
+            h += f"{k}: {v}\r\n"
+        s.sendall(h.encode() + b"\r\n" + body)
+        return read_response(s, timeout)[:3]
+    finally:
+        s.close()
+
+
+def raw(port, data, timeout=10):
+    """Send bytes as they are; the status of the answer (0 if none)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        return read_response(s, timeout)[0]
+    except (OSError, EOFError):
+        return 0
+    finally:
+        s.close()
+
+
+def chat(port, key, stream=False):
+    body = (b'{"model":"llmsim-1","max_tokens":3,"stream":%s,"messages":[{"role":"user","content":"hi"}]}'
+            % (b"true" if stream else b"false"))
+    try:
+        return http(port, "POST", "/v1/chat/completions", body,
+                    (("Authorization", f"Bearer {key}"), ("Content-Type", "application/json")))[0]
+    except (OSError, EOFError):
+        return 0

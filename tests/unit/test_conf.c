@@ -1057,6 +1057,52 @@ static void test_fields_errors(void **state)
     conf_free(doc);
 }
 
+struct floor_rows {
+    uint64_t interval_us;
+    double share;
+};
+
+static const struct conf_field floor_fields[] = {
+    CONF_FIELD_DURATION_FLOOR("interval", struct floor_rows, interval_us, 100000, UINT64_MAX, 2000000),
+    CONF_FIELD_FRACTION("share", struct floor_rows, share, 0.5, 0.25),
+    CONF_FIELD_END,
+};
+
+/* A duration under its floor is refused with its own message and keeps
+ * the value it had; a fraction reads "0.1" and "10%" alike and is bounded
+ * by its maximum in both spellings. */
+static void test_fields_floor_and_fraction(void **state)
+{
+    (void)state;
+    struct floor_rows r;
+    conf_fields_defaults(floor_fields, &r);
+    assert_true(r.interval_us == 2000000 && r.share == 0.25);
+
+    struct conf_doc *doc = load("interval: 50ms\nshare: 10%\n");
+    assert_int_equal(conf_fields_parse(doc, conf_root(doc), floor_fields, &r), RP_ERR);
+    assert_int_equal(conf_error_count(doc), 1);
+    assert_string_equal(conf_error_at(doc, 0), "t.yaml:1:11: interval is too short");
+    assert_true(r.interval_us == 2000000);
+    assert_true(r.share > 0.0999 && r.share < 0.1001);
+    conf_free(doc);
+
+    doc = load("interval: 100ms\nshare: 0.4\n");
+    assert_int_equal(conf_fields_parse(doc, conf_root(doc), floor_fields, &r), RP_OK);
+    assert_true(r.interval_us == 100000 && r.share == 0.4);
+    conf_free(doc);
+
+    doc = load("share: 60%\n");
+    assert_int_equal(conf_fields_parse(doc, conf_root(doc), floor_fields, &r), RP_ERR);
+    assert_string_equal(conf_error_at(doc, 0), "t.yaml:1:8: expected a percentage between 0% and 50%");
+    assert_true(r.share == 0.4);
+    conf_free(doc);
+
+    doc = load("share: 0.6\n");
+    assert_int_equal(conf_fields_parse(doc, conf_root(doc), floor_fields, &r), RP_ERR);
+    assert_true(r.share == 0.4);
+    conf_free(doc);
+}
+
 static void test_fields_unknown_keys(void **state)
 {
     struct fsect s;
@@ -1141,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_show_in_messages),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_fields_defaults),
+        cmocka_unit_test(test_fields_floor_and_fraction),
         cmocka_unit_test(test_fields_parse_every_kind),
         cmocka_unit_test(test_fields_absent_keep),
         cmocka_unit_test(test_fields_errors),
