@@ -32,12 +32,16 @@ static void rebind_auto(struct status *st)
     for (size_t i = 0; i < st->ncomps; i++) {
         struct comp *c = &st->comps[i];
         int64_t found = 0;
+        bool monitoring = false;
         for (size_t k = 0; k < st->nview && !found; k++) {
             const struct store_incident *inc = &st->view[k];
             if (!inc->maintenance && inc->automatic && !statuspage_istatus_done(inc->status) &&
-                strcmp(inc->auto_code, c->code) == 0)
+                strcmp(inc->auto_code, c->code) == 0) {
                 found = inc->id;
+                monitoring = inc->status == STATUSPAGE_MONITORING;
+            }
         }
+        c->auto_monitoring = monitoring;
         if (c->auto_id && !found)
             c->armed = false; /* an operator closed it: wait for the burn to stop */
         c->auto_id = found;
@@ -196,6 +200,7 @@ static void auto_open(struct status *st, struct comp *c, size_t rule, const stru
     u.num_affected = 1;
     if (status_write_new(st, &inc, &u) == RP_OK) {
         c->auto_id = inc.id;
+        c->auto_monitoring = false;
         st->auto_opened++;
         rp_log_info("status: opened incident \"%s\" (burn rate %.1fx over %s)", name, status_burn_rate(sw, c->target),
                     ss);
@@ -248,45 +253,103 @@ int status_report_incident(struct status *st, int upstream_idx, const char *name
     return RP_OK;
 }
 
-static void auto_resolve(struct status *st, struct comp *c, uint64_t now_us)
+/* Post an automatic update to c's open automatic incident: its new
+ * status, what the component is now, and why (body).  RP_OK when it was
+ * written; the incident is forgotten (auto_id 0) when the store no longer
+ * has it or it is already done. */
+static int auto_post(struct status *st, struct comp *c, int status, int comp_status, char *body, uint64_t now_us)
 {
     struct store_incident inc;
     bool found = false;
     int64_t now_ms = status_now_ms(st, now_us);
     if (store_incident_get(st->store, c->auto_id, &inc, &found) != RP_OK) {
         st->store_errors++;
-        return;
+        return RP_ERR;
     }
     if (!found) {
         c->auto_id = 0;
-        return;
+        return RP_ERR;
     }
+    int rc = RP_ERR;
     if (!statuspage_istatus_done(inc.status)) {
-        char body[512], span[32];
-        fmt_span(span, sizeof span, st->sc->resolve_after_us);
-        rp_snprintf(body, sizeof body,
-                    "Requests to %s have met the objective for %s and the error budget is no longer burning "
-                    "fast. rampart resolved this incident automatically.",
-                    c->name, span);
         struct store_affected aff;
         rp_snprintf(aff.code, sizeof aff.code, "%s", c->code);
         aff.old_status = c->reported;
-        aff.new_status = STATUSPAGE_OPERATIONAL;
+        aff.new_status = comp_status;
         struct store_update u = {0};
-        u.status = STATUSPAGE_RESOLVED;
+        u.status = status;
         u.body = body;
         u.created_ms = u.updated_ms = u.display_ms = now_ms;
         u.automatic = true;
         u.affected = &aff;
         u.num_affected = 1;
-        status_incident_set_status(&inc, STATUSPAGE_RESOLVED, now_ms);
-        if (status_write_update(st, &inc, &u) == RP_OK) {
-            st->auto_resolved++;
-            rp_log_info("status: resolved incident \"%s\"", inc.name);
-        }
+        status_incident_set_status(&inc, status, now_ms);
+        rc = status_write_update(st, &inc, &u);
+        if (rc == RP_OK)
+            rp_log_info("status: incident \"%s\" is now %s", inc.name, statuspage_istatus_name(status));
+    } else {
+        c->auto_id = 0;
     }
-    c->auto_id = 0;
     store_incident_clear(&inc);
+    return rc;
+}
+
+/* The share of requests answered well (neither failed nor slow) in the
+ * live window, in percent; -1 when the window holds none. */
+static double live_good_pct(const struct status *st, const struct comp *c, uint64_t now_us)
+{
+    struct status_counts w;
+    status_window_sum(c, status_wall_us(st, now_us), st->sc->window_us, &w);
+    if (!w.eligible)
+        return -1.0;
+    return 100.0 * (double)(w.eligible - RP_MIN(w.eligible, w.errors + w.slow)) / (double)w.eligible;
+}
+
+/* The component recovered while its incident was investigating: say so
+ * with the figures, and that it resolves itself after resolve_after. */
+static void auto_monitor(struct status *st, struct comp *c, uint64_t now_us)
+{
+    char body[640], win[32], span[32];
+    fmt_span(win, sizeof win, st->sc->window_us);
+    fmt_span(span, sizeof span, st->sc->resolve_after_us);
+    double good = live_good_pct(st, c, now_us);
+    rp_snprintf(body, sizeof body,
+                "Requests to %s are being answered normally again: %.1f%% were answered well over the last %s. "
+                "rampart is monitoring, and will resolve this incident automatically after %s of sustained "
+                "health.",
+                c->name, good < 0 ? 100.0 : good, win, span);
+    if (auto_post(st, c, STATUSPAGE_MONITORING, STATUSPAGE_OPERATIONAL, body, now_us) == RP_OK)
+        c->auto_monitoring = true;
+}
+
+/* It failed again while monitoring: back to investigating, in the same
+ * incident (the users reading it see one story, not two incidents). */
+static void auto_relapse(struct status *st, struct comp *c, uint64_t now_us)
+{
+    char body[640], win[32];
+    fmt_span(win, sizeof win, st->sc->window_us);
+    double good = live_good_pct(st, c, now_us);
+    rp_snprintf(body, sizeof body,
+                "Requests to %s are failing again: %.1f%% failed or were slow to start over the last %s. "
+                "We are investigating.",
+                c->name, good < 0 ? 0.0 : 100.0 - good, win);
+    int level = c->live.level > STATUSPAGE_OPERATIONAL ? c->live.level : STATUSPAGE_DEGRADED_PERFORMANCE;
+    if (auto_post(st, c, STATUSPAGE_INVESTIGATING, level, body, now_us) == RP_OK)
+        c->auto_monitoring = false;
+}
+
+static void auto_resolve(struct status *st, struct comp *c, uint64_t now_us)
+{
+    char body[512], span[32];
+    fmt_span(span, sizeof span, st->sc->resolve_after_us);
+    rp_snprintf(body, sizeof body,
+                "Requests to %s have met the objective for %s and the error budget is no longer burning "
+                "fast. rampart resolved this incident automatically.",
+                c->name, span);
+    if (auto_post(st, c, STATUSPAGE_RESOLVED, STATUSPAGE_OPERATIONAL, body, now_us) == RP_OK)
+        st->auto_resolved++;
+    c->auto_id = 0;
+    c->auto_monitoring = false;
 }
 
 /* Multi-window burn rates: a rule fires when both its long and short
@@ -309,6 +372,17 @@ bool status_burn_eval(struct status *st, uint64_t now_us)
             if (status_burn_rate(&lw, c->target) >= rule->factor && status_burn_rate(&sw, c->target) >= rule->factor)
                 fired = (int)r;
         }
+        /* The incident follows the service: monitoring as soon as the
+         * live state (which has its own quiet period) is operational
+         * again, investigating again if it relapses meanwhile. */
+        bool healthy = c->live.level == STATUSPAGE_OPERATIONAL && !c->in_maintenance;
+        if (c->auto_id && healthy && !c->auto_monitoring) {
+            auto_monitor(st, c, now_us);
+            wrote = true;
+        } else if (c->auto_id && c->auto_monitoring && c->live.level > STATUSPAGE_OPERATIONAL) {
+            auto_relapse(st, c, now_us);
+            wrote = true;
+        }
         if (fired >= 0) {
             c->calm_since = 0;
             if (!c->auto_id && c->armed) {
@@ -320,9 +394,9 @@ bool status_burn_eval(struct status *st, uint64_t now_us)
         c->armed = true;
         if (!c->auto_id)
             continue;
-        /* Recovery needs evidence: traffic judged operational by the live
-         * state machine (which has its own quiet period), continuously. */
-        if (c->live.level != STATUSPAGE_OPERATIONAL || c->in_maintenance) {
+        /* Resolving needs evidence: traffic judged operational,
+         * continuously, for resolve_after, with the burn windows quiet. */
+        if (!healthy) {
             c->calm_since = 0;
             continue;
         }

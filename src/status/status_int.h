@@ -99,9 +99,10 @@ struct comp {
     int reported;  /* JSON status, never NO_DATA */
     bool in_maintenance;
 
-    int64_t auto_id;     /* open automatic incident, 0 = none */
-    uint64_t calm_since; /* recovery evidence since (0 = not calm) */
-    bool armed;          /* may open a new automatic incident */
+    int64_t auto_id;      /* open automatic incident, 0 = none */
+    bool auto_monitoring; /* ...and its last update said monitoring */
+    uint64_t calm_since;  /* recovery evidence since (0 = not calm) */
+    bool armed;           /* may open a new automatic incident */
 
     /* totals since start, for /metrics */
     uint64_t n_good, n_errors, n_slow, n_excluded;

@@ -224,46 +224,66 @@ uint64_t status_loop_now(const struct status *st)
     return st->clock_pinned ? st->last_now_us : rp_now_us();
 }
 
-/* Effective status: measured, made worse (never better) by an operator's
- * statement in an open incident, and under_maintenance during maintenance. */
+/* What component c shows: the one place that decides it, read by the
+ * badges, the banner, the JSON, the feeds and the metrics (through
+ * c->effective and c->reported).
+ *   - the measured verdict (live status with hysteresis), or "no data";
+ *   - an operator's statement in an open incident can make it look worse,
+ *     never better: only a statement worse than operational counts, so
+ *     "operational" written over an outage, or over a silence where
+ *     nothing was measured, changes nothing;
+ *   - during an announced maintenance it is under_maintenance (failures
+ *     were expected and announced), unless an operator states worse.
+ * *maint says whether a maintenance is in progress for c. */
+static int component_shows(const struct status *st, const struct comp *c, bool *maint)
+{
+    int stated = STATUSPAGE_NO_DATA;
+    *maint = false;
+    for (size_t k = 0; k < st->nview; k++) {
+        const struct store_incident *inc = &st->view[k];
+        if (statuspage_istatus_done(inc->status))
+            continue;
+        if (inc->maintenance) {
+            if (inc->status != STATUSPAGE_IN_PROGRESS && inc->status != STATUSPAGE_VERIFYING)
+                continue;
+            for (size_t j = 0; j < inc->num_components; j++)
+                if (strcmp(inc->components[j], c->code) == 0)
+                    *maint = true;
+            continue;
+        }
+        /* The newest operator update naming the component decides. */
+        bool decided = false;
+        for (size_t u = 0; u < inc->num_updates && !decided; u++) {
+            const struct store_update *up = &inc->updates[u];
+            for (size_t a = 0; a < up->num_affected; a++) {
+                if (strcmp(up->affected[a].code, c->code) != 0)
+                    continue;
+                decided = true;
+                if (!up->automatic && up->affected[a].new_status > stated)
+                    stated = up->affected[a].new_status;
+                break;
+            }
+        }
+    }
+    /* Operational is not a statement about the service: it is the absence
+     * of one, and must not cover what was (or was not) measured. */
+    if (stated <= STATUSPAGE_OPERATIONAL)
+        stated = STATUSPAGE_NO_DATA;
+    if (*maint)
+        return stated > STATUSPAGE_UNDER_MAINTENANCE ? stated : STATUSPAGE_UNDER_MAINTENANCE;
+    return stated > c->live.level ? stated : c->live.level;
+}
+
+/* Effective status of every component (component_shows), and what the
+ * JSON reports where the page says "no data" (the API has no such
+ * status: the last level measured, else operational). */
 void status_recompute(struct status *st, uint64_t now_us)
 {
     int64_t now_ms = status_now_ms(st, now_us);
     for (size_t i = 0; i < st->ncomps; i++) {
         struct comp *c = &st->comps[i];
-        int override = STATUSPAGE_NO_DATA;
         bool maint = false;
-        for (size_t k = 0; k < st->nview; k++) {
-            const struct store_incident *inc = &st->view[k];
-            if (statuspage_istatus_done(inc->status))
-                continue;
-            if (inc->maintenance) {
-                if (inc->status != STATUSPAGE_IN_PROGRESS && inc->status != STATUSPAGE_VERIFYING)
-                    continue;
-                for (size_t j = 0; j < inc->num_components; j++)
-                    if (strcmp(inc->components[j], c->code) == 0)
-                        maint = true;
-                continue;
-            }
-            /* The newest operator update naming the component decides. */
-            bool decided = false;
-            for (size_t u = 0; u < inc->num_updates && !decided; u++) {
-                const struct store_update *up = &inc->updates[u];
-                for (size_t a = 0; a < up->num_affected; a++) {
-                    if (strcmp(up->affected[a].code, c->code) != 0)
-                        continue;
-                    decided = true;
-                    if (!up->automatic && up->affected[a].new_status > override)
-                        override = up->affected[a].new_status;
-                    break;
-                }
-            }
-        }
-        int eff = c->live.level;
-        if (override > eff)
-            eff = override;
-        if (maint)
-            eff = override > STATUSPAGE_UNDER_MAINTENANCE ? override : STATUSPAGE_UNDER_MAINTENANCE;
+        int eff = component_shows(st, c, &maint);
         c->in_maintenance = maint;
         int rep = eff;
         if (rep == STATUSPAGE_NO_DATA)

@@ -331,12 +331,28 @@ def test_outage_opens_and_recovery_resolves_incident(gateway):
         # Recovery: operational after the quiet period, incident resolved
         # after sustained recovery.
         sim_config(gw, {"error_rate": 0.0})
+        t_fix = time.monotonic()
         assert wait_for(lambda: component(gw)["status"] == "operational", 90)
+        t_operational = time.monotonic()
+        # The incident follows the service: monitoring, with the figures,
+        # once the component is operational again.
+        def monitoring():
+            incs = get_json(gw.status_port, "/api/v2/incidents/unresolved.json")["incidents"]
+            return incs and incs[0]["status"] == "monitoring" and incs[0]
+        mon = wait_for(monitoring, 30)
+        assert mon, get_json(gw.status_port, "/api/v2/incidents/unresolved.json")
+        assert mon["id"] == inc["id"] and mon["monitoring_at"]
+        assert "answered well" in mon["incident_updates"][0]["body"]
+        t_monitoring = time.monotonic()
         assert wait_for(lambda: not get_json(gw.status_port, "/api/v2/incidents/unresolved.json")["incidents"], 120)
+        # Figures for docs/status.md (pytest -s shows them; not asserted).
+        print(f"\nrecovery: operational {t_operational - t_fix:.1f} s after the fix, monitoring "
+              f"{t_monitoring - t_operational:.1f} s later, resolved {time.monotonic() - t_monitoring:.1f} s after that")
         incs = get_json(gw.status_port, "/api/v2/incidents.json")["incidents"]
         done = [i for i in incs if i["id"] == inc["id"]][0]
         assert done["status"] == "resolved" and done["resolved_at"]
         assert done["incident_updates"][0]["status"] == "resolved"
+        assert [u["status"] for u in done["incident_updates"]] == ["resolved", "monitoring", "investigating"]
     finally:
         traffic.close()
 

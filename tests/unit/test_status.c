@@ -304,6 +304,17 @@ static void test_outage_and_auto_incident(void **state)
     assert_true(left_major >= 120); /* no sooner than the quiet period */
     assert_true(operational_at > 0 && operational_at <= 190);
     assert_int_equal(status_component_status(f.st, 0), STATUSPAGE_OPERATIONAL);
+    /* The incident follows: monitoring as soon as the component is
+     * operational again, with the measured figures. */
+    assert_int_equal(unresolved_count(&f), 1);
+    root = doc_json(&f, "/api/v2/incidents/unresolved.json");
+    inc = json_array_get(json_object_get(root, "incidents"), 0);
+    assert_string_equal(json_string_value(json_object_get(inc, "status")), "monitoring");
+    json_t *ups = json_object_get(inc, "incident_updates");
+    assert_int_equal(json_array_size(ups), 2);
+    const char *mbody = json_string_value(json_object_get(json_array_get(ups, 0), "body"));
+    assert_non_null(strstr(mbody, "100.0% were answered well"));
+    json_decref(root);
     traffic(&f, 0, 300, 10, 0, 0);
     assert_int_equal(unresolved_count(&f), 1);
     traffic(&f, 0, 150, 10, 0, 0);
@@ -312,7 +323,53 @@ static void test_outage_and_auto_incident(void **state)
     inc = json_array_get(json_object_get(root, "incidents"), 0);
     assert_string_equal(json_string_value(json_object_get(inc, "status")), "resolved");
     assert_false(json_is_null(json_object_get(inc, "resolved_at")));
-    assert_int_equal(json_array_size(json_object_get(inc, "incident_updates")), 2);
+    assert_int_equal(json_array_size(json_object_get(inc, "incident_updates")), 3);
+    json_decref(root);
+    stop(&f);
+}
+
+/* A relapse while monitoring goes back to investigating in the same
+ * incident, and recovers again to monitoring: one incident, one story. */
+static void test_auto_incident_relapse(void **state)
+{
+    (void)state;
+    struct fixture f;
+    start(&f, base_yaml);
+    traffic(&f, 0, 6 * 3600, 10, 0, 0);
+    traffic(&f, 0, 330, 10, 1.0, 0);
+    assert_int_equal(unresolved_count(&f), 1);
+    json_t *root = doc_json(&f, "/api/v2/incidents/unresolved.json");
+    char id[64];
+    rp_snprintf(id, sizeof id, "%s",
+                json_string_value(json_object_get(json_array_get(json_object_get(root, "incidents"), 0), "id")));
+    json_decref(root);
+    traffic(&f, 0, 200, 10, 0, 0);
+    assert_int_equal(status_component_status(f.st, 0), STATUSPAGE_OPERATIONAL);
+    root = doc_json(&f, "/api/v2/incidents/unresolved.json");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(root, "incidents"), 0), "status")),
+        "monitoring");
+    json_decref(root);
+
+    /* failing again */
+    traffic(&f, 0, 30, 10, 1.0, 0);
+    assert_true(status_component_status(f.st, 0) > STATUSPAGE_OPERATIONAL);
+    assert_int_equal(unresolved_count(&f), 1);
+    root = doc_json(&f, "/api/v2/incidents/unresolved.json");
+    json_t *inc = json_array_get(json_object_get(root, "incidents"), 0);
+    assert_string_equal(json_string_value(json_object_get(inc, "id")), id);
+    assert_string_equal(json_string_value(json_object_get(inc, "status")), "investigating");
+    json_t *ups = json_object_get(inc, "incident_updates");
+    assert_int_equal(json_array_size(ups), 3);
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(ups, 0), "body")), "failing again"));
+    json_decref(root);
+
+    /* and back */
+    traffic(&f, 0, 200, 10, 0, 0);
+    root = doc_json(&f, "/api/v2/incidents/unresolved.json");
+    inc = json_array_get(json_object_get(root, "incidents"), 0);
+    assert_string_equal(json_string_value(json_object_get(inc, "id")), id);
+    assert_string_equal(json_string_value(json_object_get(inc, "status")), "monitoring");
     json_decref(root);
     stop(&f);
 }
@@ -596,6 +653,45 @@ static void test_reported_incident_shows(void **state)
     assert_non_null(memmem(atom, len, "New release of chat rolled back", 31));
     assert_null(memmem(atom, len, "\x01", 1));
     assert_null(memmem(atom, len, "\xef\xbf\xbf", 3));
+    stop(&f);
+}
+
+/* "operational" in an operator's update is no evidence: written over a
+ * silence (no traffic, nothing measured) it must not turn the component
+ * green, and written over a measured outage it changes nothing.  A worse
+ * statement still shows at once. */
+static void test_operator_cannot_paint_green(void **state)
+{
+    (void)state;
+    struct fixture f;
+    start(&f, base_yaml);
+    assert_int_equal(status_component_status(f.st, 0), STATUSPAGE_NO_DATA);
+
+    struct resp r;
+    call(&f, &r, "POST", "/api/v1/incidents",
+         "{\"name\":\"Checking\",\"body\":\"All fine, we think.\",\"components\":{\"Chat\":\"operational\"}}");
+    assert_int_equal(r.r.status, 201);
+    char path[128];
+    rp_snprintf(path, sizeof path, "/api/v1/incidents/%s/updates", json_string_value(json_object_get(r.json, "id")));
+    done(&r);
+    assert_int_equal(status_component_status(f.st, 0), STATUSPAGE_NO_DATA);
+
+    /* measured outage, then the same statement again */
+    traffic(&f, 0, 120, 10, 1.0, 0);
+    assert_int_equal(status_component_status(f.st, 0), STATUSPAGE_MAJOR_OUTAGE);
+    call(&f, &r, "POST", path,
+         "{\"status\":\"monitoring\",\"body\":\"Fixed.\",\"components\":{\"Chat\":\"operational\"}}");
+    assert_int_equal(r.r.status, 201);
+    done(&r);
+    assert_int_equal(status_component_status(f.st, 0), STATUSPAGE_MAJOR_OUTAGE);
+
+    /* worse than measured shows, whatever was measured */
+    traffic(&f, 0, 400, 10, 0, 0);
+    call(&f, &r, "POST", path,
+         "{\"status\":\"identified\",\"body\":\"Slow.\",\"components\":{\"Chat\":\"degraded_performance\"}}");
+    assert_int_equal(r.r.status, 201);
+    done(&r);
+    assert_int_equal(status_component_status(f.st, 0), STATUSPAGE_DEGRADED_PERFORMANCE);
     stop(&f);
 }
 
@@ -1018,6 +1114,7 @@ int main(void)
         cmocka_unit_test(test_no_data),
         cmocka_unit_test(test_burn_rate),
         cmocka_unit_test(test_outage_and_auto_incident),
+        cmocka_unit_test(test_auto_incident_relapse),
         cmocka_unit_test(test_slow_burn_rule),
         cmocka_unit_test(test_no_burn_below_budget),
         cmocka_unit_test(test_auto_off),
@@ -1026,6 +1123,7 @@ int main(void)
         cmocka_unit_test(test_admin_validation),
         cmocka_unit_test(test_admin_utf8),
         cmocka_unit_test(test_reported_incident_shows),
+        cmocka_unit_test(test_operator_cannot_paint_green),
         cmocka_unit_test(test_admin_incident_lifecycle),
         cmocka_unit_test(test_maintenance_transitions),
         cmocka_unit_test(test_etag_stable),
