@@ -150,5 +150,6 @@ status:
             break
         time.sleep(0.5)
     assert published is not None
+    print(f"\nuptime: published {published:.2f}%, clients {client_pct:.2f}%")
     assert abs(published - client_pct) <= 0.1, f"published {published:.2f}% vs clients {client_pct:.2f}%"
     up.close()
