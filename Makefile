@@ -38,7 +38,7 @@ ifeq ($(WERROR),1)
 CFLAGS  += -Werror
 endif
 LDFLAGS += $(SANFLAGS)
-LDLIBS  := -lyaml -lsqlite3 -ljansson -lcrypto -lm
+LDLIBS  := -lyaml -lsqlite3 -ljansson -lssl -lcrypto -lm
 
 LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
 LIB_OBJ   := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))

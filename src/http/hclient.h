@@ -20,6 +20,11 @@
  *
  * Names are resolved apart (hclient_resolve_start), in a short-lived
  * thread, because getaddrinfo blocks and nothing may block the loop.
+ *
+ * HTTPS: give a client context (hclient_tls_ctx_new) in the request.  The
+ * peer's certificate must chain to the context's trust anchors and name
+ * the request's tls_name (default: host without its port); a failed check
+ * ends the exchange with "tls: ..." before any byte of the request leaves.
  */
 #ifndef RP_HCLIENT_H
 #define RP_HCLIENT_H
@@ -30,6 +35,7 @@
 #include <sys/socket.h>
 
 struct ev_loop;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 #define HCLIENT_HEAD_MAX (16 * 1024)  /* response head bytes */
 #define HCLIENT_HEADERS_MAX 64        /* response header fields */
@@ -46,8 +52,10 @@ struct hclient_req {
     const char *headers; /* extra header lines, each ending "\r\n"; may be NULL */
     const char *body;    /* request body (Content-Length is added); may be NULL */
     size_t body_len;
-    uint64_t timeout_us; /* bound on the whole exchange; 0 = 10 s */
-    size_t body_max;     /* response body bytes kept (the rest is read and dropped) */
+    uint64_t timeout_us;        /* bound on the whole exchange; 0 = 10 s */
+    size_t body_max;            /* response body bytes kept (the rest is read and dropped) */
+    struct ssl_ctx_st *tls_ctx; /* HTTPS when set (hclient_tls_ctx_new) */
+    const char *tls_name;       /* name to verify and send as SNI; NULL: host without ":port" */
 };
 
 struct hclient_result {
@@ -70,6 +78,12 @@ typedef void (*hclient_done_fn)(void *arg, const struct hclient_result *r);
 struct hclient *hclient_start(struct ev_loop *loop, const struct hclient_req *rq, hclient_done_fn fn, void *arg);
 /* Abandon an exchange whose fn has not been called; fn never will be. */
 void hclient_cancel(struct hclient *h);
+
+/* A TLS client context that verifies peers against ca_file (PEM), or the
+ * system's trust store when ca_file is NULL; TLS 1.2 at least.  NULL with a
+ * reason in err on failure.  Free with hclient_tls_ctx_free. */
+struct ssl_ctx_st *hclient_tls_ctx_new(const char *ca_file, char *err, size_t err_cap);
+void hclient_tls_ctx_free(struct ssl_ctx_st *ctx);
 
 /* ---- name resolution ---- */
 

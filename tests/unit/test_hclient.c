@@ -19,7 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "ev.h"
 #include "hclient.h"
@@ -339,6 +345,173 @@ static void test_cancel(void **state)
     ev_destroy(loop);
 }
 
+/* ---- HTTPS ----
+ *
+ * A self-signed certificate for "localhost" and 127.0.0.1 made at test
+ * time, and a TLS server in a thread (blocking I/O: it is the peer, not
+ * the code under test) that answers one request per connection. */
+
+struct tls_server {
+    SSL_CTX *ctx;
+    int lfd, port;
+    int conns; /* connections to serve, then the thread ends */
+    char ca_path[64];
+    pthread_t tid;
+};
+
+static void add_ext(X509 *cert, int nid, const char *value)
+{
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, cert, cert, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
+    assert_non_null(ext);
+    assert_int_equal(X509_add_ext(cert, ext, -1), 1);
+    X509_EXTENSION_free(ext);
+}
+
+static void tls_server_init(struct tls_server *t, int conns)
+{
+    memset(t, 0, sizeof *t);
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    assert_non_null(key);
+    X509 *cert = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME *name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    add_ext(cert, NID_basic_constraints, "critical,CA:TRUE");
+    add_ext(cert, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+    assert_true(X509_sign(cert, key, EVP_sha256()) > 0);
+
+    rp_snprintf(t->ca_path, sizeof t->ca_path, "/tmp/rampart-test-ca-%d.pem", (int)getpid());
+    FILE *f = fopen(t->ca_path, "w");
+    assert_non_null(f);
+    PEM_write_X509(f, cert);
+    fclose(f);
+
+    t->ctx = SSL_CTX_new(TLS_server_method());
+    assert_int_equal(SSL_CTX_use_certificate(t->ctx, cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(t->ctx, key), 1);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    t->lfd = net_listen((const struct sockaddr *)&a, sizeof a, 16);
+    assert_true(t->lfd >= 0);
+    t->port = net_local_port(t->lfd);
+    t->conns = conns;
+}
+
+static void *tls_server_run(void *arg)
+{
+    struct tls_server *t = arg;
+    for (int i = 0; i < t->conns; i++) {
+        int c = -1;
+        while (c < 0) {
+            c = accept(t->lfd, NULL, NULL); /* the listener is non-blocking */
+            if (c < 0)
+                usleep(1000);
+        }
+        SSL *ssl = SSL_new(t->ctx);
+        SSL_set_fd(ssl, c);
+        if (SSL_accept(ssl) == 1) {
+            char req[4096];
+            size_t len = 0;
+            while (len < sizeof req - 1) {
+                int n = SSL_read(ssl, req + len, (int)(sizeof req - 1 - len));
+                if (n <= 0)
+                    break;
+                len += (size_t)n;
+                req[len] = '\0';
+                if (strstr(req, "\r\n\r\n"))
+                    break;
+            }
+            const char *answer = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure";
+            SSL_write(ssl, answer, (int)strlen(answer));
+            SSL_shutdown(ssl);
+        }
+        SSL_free(ssl);
+        close(c);
+    }
+    return NULL;
+}
+
+static void tls_server_done(struct tls_server *t)
+{
+    pthread_join(t->tid, NULL);
+    close(t->lfd);
+    SSL_CTX_free(t->ctx);
+    unlink(t->ca_path);
+}
+
+static void https_exchange(SSL_CTX *ctx, int port, const char *tls_name, struct outcome *o)
+{
+    struct ev_loop *loop = ev_create(256);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    memset(o, 0, sizeof *o);
+    o->loop = loop;
+    struct hclient_req rq = {.addr = (const struct sockaddr *)&a,
+                             .addr_len = sizeof a,
+                             .method = "GET",
+                             .host = "localhost:8443",
+                             .target = "/",
+                             .timeout_us = 3000000,
+                             .body_max = 64,
+                             .tls_ctx = ctx,
+                             .tls_name = tls_name};
+    assert_non_null(hclient_start(loop, &rq, done, o));
+    assert_int_equal(ev_run(loop), RP_OK);
+    ev_destroy(loop);
+}
+
+static void test_https(void **state)
+{
+    RP_UNUSED(state);
+    struct tls_server t;
+    tls_server_init(&t, 3);
+    assert_int_equal(pthread_create(&t.tid, NULL, tls_server_run, &t), 0);
+    char err[128];
+    SSL_CTX *ctx = hclient_tls_ctx_new(t.ca_path, err, sizeof err);
+    assert_non_null(ctx);
+
+    struct outcome o;
+    /* The name comes from Host without its port. */
+    https_exchange(ctx, t.port, NULL, &o);
+    assert_int_equal(o.calls, 1);
+    assert_false(o.has_error);
+    assert_int_equal(o.status, 200);
+    assert_int_equal(o.body_len, 6);
+    assert_memory_equal(o.body, "secure", 6);
+
+    /* A certificate for another name is refused before the request leaves. */
+    https_exchange(ctx, t.port, "api.example.com", &o);
+    assert_true(o.has_error);
+    assert_int_equal(o.status, 0);
+    assert_non_null(strstr(o.error, "tls: handshake"));
+    assert_non_null(strstr(o.error, "mismatch"));
+    print_message("wrong name: %s\n", o.error);
+    hclient_tls_ctx_free(ctx);
+
+    /* Trusting the system store only: the self-signed certificate fails. */
+    ctx = hclient_tls_ctx_new(NULL, err, sizeof err);
+    assert_non_null(ctx);
+    https_exchange(ctx, t.port, NULL, &o);
+    assert_true(o.has_error);
+    assert_non_null(strstr(o.error, "tls: handshake"));
+    print_message("untrusted: %s\n", o.error);
+    hclient_tls_ctx_free(ctx);
+
+    assert_null(hclient_tls_ctx_new("/nonexistent/ca.pem", err, sizeof err));
+    assert_non_null(strstr(err, "/nonexistent/ca.pem"));
+    print_message("missing CA file: %s\n", err);
+    tls_server_done(&t);
+}
+
 struct resolved {
     int calls;
     int family;
@@ -425,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_refused_and_invalid),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_https),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
